@@ -1,0 +1,45 @@
+# The two commands: `make demo` (a working index on 127.0.0.1) and `make test`.
+# Both do their own set-up on a fresh Debian machine: the Python virtualenv,
+# the collections, a running Docker engine and the locally built base image.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+VENV := .venv
+STAMP := $(VENV)/.installed
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+IMAGE_DEBIAN12 := pypi-index/debian:12
+
+.PHONY: demo demo-destroy test lint molecule setup engine images
+
+demo: setup images ## Provision the demo container and print how to use it
+	ansible-playbook playbooks/demo.yml -i inventories/local
+
+demo-destroy: setup ## Remove the demo container
+	ansible-playbook playbooks/demo-destroy.yml -i inventories/local
+
+test: setup images lint molecule ## Lint, then the Molecule suite
+
+lint: setup
+	yamllint --strict .
+	ansible-lint
+	ansible-playbook --syntax-check playbooks/site.yml -i inventories/prod
+
+molecule: setup images
+	molecule test --all
+
+setup: $(STAMP) engine
+
+$(STAMP): requirements.txt requirements.yml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	ansible-galaxy collection install -r requirements.yml
+	touch $@
+
+engine:
+	scripts/ensure-engine.sh
+
+images: engine
+	scripts/build-base-image.sh bookworm $(IMAGE_DEBIAN12)
