@@ -1,0 +1,103 @@
+"""A package goes up with twine and comes back down with pip, as the guide promises."""
+
+import hashlib
+import os
+import time
+import urllib.request
+
+import pytest
+from pypi_client import (demo_users, fresh_venv, http_status, make_package, pip, raw_upload_status, run,
+                         twine_upload)
+
+URL = os.environ["PYPI_INDEX_URL"]
+NAME = "linode_example"
+PACKAGES_DIR = "/srv/pypi-index/packages"
+
+
+@pytest.fixture(scope="module")
+def uploader():
+    return demo_users()[0]
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    # A new version each session, so that `molecule verify` can run again.
+    version = f"0.1.{int(time.time())}"
+    return version, make_package(tmp_path_factory.mktemp("package"), NAME, version)
+
+
+@pytest.fixture(scope="module")
+def uploaded(dists, uploader):
+    result = twine_upload(URL, dists[1], uploader["name"], uploader["password"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dists
+
+
+def test_health_endpoint_answers():
+    assert http_status(f"{URL}/health") == 200
+
+
+def test_uploaded_package_installs_and_runs(uploaded, tmp_path):
+    version, _ = uploaded
+    python = fresh_venv(tmp_path / "client")
+    result = pip(python, "install", "--no-cache-dir", "--index-url", f"{URL}/simple/", f"{NAME}=={version}")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    shown = pip(python, "show", "linode-example")
+    assert shown.returncode == 0 and f"Version: {version}" in shown.stdout
+    hello = run([str(python), "-c", f"from {NAME} import hello_world; hello_world()"])
+    assert hello.stdout == "hello world\n", hello.stderr
+
+
+def test_index_lists_the_name_with_a_dash(uploaded):
+    with urllib.request.urlopen(f"{URL}/simple/", timeout=30) as response:
+        page = response.read().decode()
+    assert ">linode-example<" in page
+
+
+def test_upload_without_credentials_is_401(dists):
+    assert raw_upload_status(URL, dists[1][0]) == 401
+
+
+def test_upload_with_wrong_password_is_403(dists, uploader):
+    assert raw_upload_status(URL, dists[1][0], (uploader["name"], "wrong-password")) == 403
+    result = twine_upload(URL, dists[1], uploader["name"], "wrong-password")
+    assert result.returncode != 0
+    assert "403" in result.stdout + result.stderr
+
+
+def test_reupload_is_refused_and_file_unchanged(host, uploaded, uploader):
+    _, files = uploaded
+    wheel = next(f for f in files if f.suffix == ".whl")
+    stored = host.file(f"{PACKAGES_DIR}/{wheel.name}")
+    before = stored.sha256sum
+
+    result = twine_upload(URL, [wheel], uploader["name"], uploader["password"])
+
+    # pypiserver answers twine's duplicate with 400, as pypi.org does.
+    assert result.returncode != 0, result.stdout
+    assert "400 Bad Request" in " ".join((result.stdout + result.stderr).split())
+    assert stored.sha256sum == before == hashlib.sha256(wheel.read_bytes()).hexdigest()
+
+
+def test_packages_are_owned_by_the_wsgi_user(host, uploaded):
+    _, files = uploaded
+    assert host.file(PACKAGES_DIR).user == "www-data"
+    for dist in files:
+        stored = host.file(f"{PACKAGES_DIR}/{dist.name}")
+        assert stored.exists
+        assert (stored.user, stored.group) == ("www-data", "www-data")
+
+
+def test_apache_is_enabled_and_running(host):
+    apache = host.service("apache2")
+    assert apache.is_enabled
+    assert apache.is_running
+
+
+def test_htpasswd_holds_hashes_only(host, uploader):
+    htpasswd = host.file("/etc/pypi-index/htpasswd")
+    assert (htpasswd.user, htpasswd.group, htpasswd.mode) == ("root", "www-data", 0o640)
+    content = htpasswd.content_string
+    assert uploader["password"] not in content
+    assert content.startswith(f"{uploader['name']}:$2b$")

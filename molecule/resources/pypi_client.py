@@ -1,0 +1,111 @@
+"""What a user of the index does from their own machine: build, upload, install.
+
+Every call goes through the real clients (build, twine, pip) or plain HTTP,
+against the index published on 127.0.0.1.
+"""
+
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+import venv
+from base64 import b64encode
+from pathlib import Path
+
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEMO_USERS = PROJECT_DIR / "inventories/local/group_vars/pypi_servers/upload_users.yml"
+
+
+def demo_users():
+    """The upload users the local inventory provisions."""
+    return yaml.safe_load(DEMO_USERS.read_text())["pypi_index_upload_users"]
+
+
+def run(argv, **kwargs):
+    """Run a client command; its output is kept for the assertion message."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+
+
+def make_package(workdir, name, version):
+    """Build the guide's sample package (a hello_world() function) as sdist and wheel."""
+    src = workdir / "src"
+    (src / name).mkdir(parents=True)
+    (src / name / "__init__.py").write_text('def hello_world():\n    print("hello world")\n')
+    (src / "pyproject.toml").write_text(
+        "[build-system]\n"
+        'requires = ["setuptools"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        "[project]\n"
+        f'name = "{name}"\n'
+        f'version = "{version}"\n'
+        'description = "Hello world enterprise edition"\n'
+    )
+    dist = workdir / "dist"
+    # The build tools are pinned in requirements.txt; --no-isolation uses them
+    # instead of fetching setuptools again for every build.
+    result = run([sys.executable, "-m", "build", "--no-isolation", "--sdist", "--wheel",
+                  "--outdir", str(dist), str(src)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return sorted(dist.iterdir())
+
+
+def twine_upload(url, files, user, password):
+    """Upload with twine as a user would, the password from the environment."""
+    env = {
+        **os.environ,
+        "TWINE_USERNAME": user,
+        "TWINE_PASSWORD": password,
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+    }
+    return run([sys.executable, "-m", "twine", "upload", "--non-interactive",
+                "--disable-progress-bar", "--repository-url", f"{url}/",
+                *map(str, files)], env=env)
+
+
+def http_status(url, method="GET", data=None, headers=None):
+    """Status of one request, without following redirects."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
+    try:
+        with opener.open(request, timeout=30) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def raw_upload_status(url, path, credentials=None):
+    """Status of a bare multipart upload, as a client that sends no password would get."""
+    boundary = uuid.uuid4().hex
+    fields = {":action": "file_upload", "protocol_version": "1"}
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    )
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    if credentials:
+        headers["Authorization"] = "Basic " + b64encode(":".join(credentials).encode()).decode()
+    return http_status(f"{url}/", method="POST", data=body, headers=headers)
+
+
+def fresh_venv(workdir):
+    """A new virtualenv, as on a client machine; returns its python."""
+    venv.create(workdir, with_pip=True)
+    return workdir / "bin" / "python"
+
+
+def pip(python, *args):
+    """pip in that virtualenv, isolated from this machine's pip configuration."""
+    return run([str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", *args])
