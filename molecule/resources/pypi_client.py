@@ -109,3 +109,29 @@ def fresh_venv(workdir):
 def pip(python, *args):
     """pip in that virtualenv, isolated from this machine's pip configuration."""
     return run([str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", *args])
+
+
+def upload_from_inside(host, filename, credentials):
+    """Status of an upload sent from inside the index host itself (source 127.0.0.1).
+
+    The host has no twine, so its own python3 posts the multipart form.
+    """
+    script = f"""
+import base64, urllib.request, urllib.error
+boundary = "b0undary"
+body = (
+    f"--{{boundary}}\\r\\nContent-Disposition: form-data; name=\\":action\\"\\r\\n\\r\\nfile_upload\\r\\n"
+    f"--{{boundary}}\\r\\nContent-Disposition: form-data; name=\\"content\\"; filename=\\"{filename}\\"\\r\\n\\r\\n"
+    "not really a tarball\\r\\n"
+    f"--{{boundary}}--\\r\\n"
+).encode()
+request = urllib.request.Request("http://127.0.0.1/", data=body, method="POST", headers={{
+    "Content-Type": f"multipart/form-data; boundary={{boundary}}",
+    "Authorization": "Basic " + base64.b64encode({":".join(credentials)!r}.encode()).decode(),
+}})
+try:
+    print(urllib.request.urlopen(request, timeout=30).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+    return int(host.check_output("python3 -c %s", script))

@@ -1,0 +1,71 @@
+"""Bad settings fail the run with a message a person understands, before the host changes."""
+
+import pytest
+from playbooks import output, run_playbook
+
+SECRET = "a-password-that-must-never-show"
+GOOD = {"pypi_index_upload_users": [{"name": "dave", "password": SECRET}]}
+WATCHED = [
+    "/etc/apache2/sites-available/pypi-index.conf",
+    "/opt/pypi-index/pypiserver.wsgi",
+    "/etc/pypi-index/htpasswd",
+]
+
+
+def user(name, password=SECRET):
+    return {"name": name, "password": password}
+
+
+CASES = {
+    "invalid read CIDR": ({"pypi_index_read_allow_from": ["10.0.0.300/24"]},
+                          ["pypi_index_read_allow_from", '"10.0.0.300/24"']),
+    "invalid upload address": ({"pypi_index_upload_allow_from": ["uploads.example"]},
+                               ["pypi_index_upload_allow_from", '"uploads.example"']),
+    "empty password": ({"pypi_index_upload_users": [user("dave", "")]},
+                       ["pypi_index_upload_users", "password of dave", "pypi_index_password_min_length"]),
+    "short password": ({"pypi_index_upload_users": [user("dave", "short")]},
+                       ["password of dave", "12 characters"]),
+    "colon in name": ({"pypi_index_upload_users": [user("da:ve")]},
+                      ["pypi_index_upload_users", '"da:ve"']),
+    "space in name": ({"pypi_index_upload_users": [user("da ve")]},
+                      ["pypi_index_upload_users", '"da ve"']),
+    "duplicate name": ({"pypi_index_upload_users": [user("dave"), user("dave")]},
+                       ["more than once: dave"]),
+    "unknown hash scheme": ({"pypi_index_hash_scheme": "md5"},
+                            ["pypi_index_hash_scheme", "md5"]),
+    "no users while uploads on": ({"pypi_index_upload_users": []},
+                                  ["pypi_index_upload_users is empty"]),
+}
+
+
+@pytest.fixture(scope="module")
+def baseline():
+    result = run_playbook("site.yml", GOOD)
+    assert result.returncode == 0, output(result)
+
+
+def checksums(host):
+    return {path: host.file(path).sha256sum for path in WATCHED}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_fails_before_any_change(host, baseline, case):
+    bad_vars, message_parts = CASES[case]
+    before = checksums(host)
+
+    result = run_playbook("site.yml", {**GOOD, **bad_vars}, verbose=True)
+
+    assert result.returncode != 0
+    text = " ".join(output(result).split())
+    for part in message_parts:
+        assert part in text, text[-2000:]
+    assert SECRET not in text
+    assert checksums(host) == before
+
+
+def test_rotation_refuses_bad_users_too(host, baseline):
+    before = checksums(host)
+    result = run_playbook("rotate-upload-passwords.yml", {"pypi_index_upload_users": [user("da:ve")]})
+    assert result.returncode != 0
+    assert '"da:ve"' in output(result)
+    assert checksums(host) == before

@@ -1,0 +1,130 @@
+"""Ops add, rotate and remove upload users; uploaders and downloaders see the result at once."""
+
+import os
+import threading
+import time
+import urllib.request
+
+import pytest
+from playbooks import changed_count, output, run_playbook
+from pypi_client import fresh_venv, make_package, pip, raw_upload_status, twine_upload
+
+URL = os.environ["PYPI_INDEX_URL"]
+NAME = "ops_example"
+ALICE_1, ALICE_2, ALICE_3 = "alice-first-password", "alice-second-password", "alice-unused-password"
+BOB_1, BOB_2 = "bob-first-password", "bob-second-password"
+
+
+def users(alice, bob=None):
+    listed = [{"name": "alice", "password": alice}]
+    if bob:
+        listed.append({"name": "bob", "password": bob})
+    return {"pypi_index_upload_users": listed}
+
+
+@pytest.fixture(scope="module")
+def converged():
+    result = run_playbook("site.yml", users(ALICE_1, BOB_1), verbose=True)
+    assert result.returncode == 0, output(result)
+    return result
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ops")
+    return [make_package(root / version, NAME, version) for version in ("1.0.0", "2.0.0")]
+
+
+def can_upload(dist, user, password):
+    """Whether the server lets this user in: 403 means refused, anything else got past the password."""
+    return raw_upload_status(URL, dist, (user, password)) != 403
+
+
+def test_converge_output_holds_no_password(converged):
+    for secret in (ALICE_1, BOB_1):
+        assert secret not in output(converged)
+
+
+def test_rotation_changes_only_the_password_file(host, converged, dists, tmp_path):
+    first = twine_upload(URL, dists[0], "alice", ALICE_1)
+    assert first.returncode == 0, first.stdout + first.stderr
+    wheel = next(d for d in dists[0] if d.suffix == ".whl")
+    apache_pid = _apache_pid(host)
+    downloads = _DownloadLoop([f"{URL}/packages/{wheel.name}", f"{URL}/simple/ops-example/"])
+
+    with downloads:
+        rotated = run_playbook("rotate-upload-passwords.yml", users(ALICE_2, BOB_1), verbose=True)
+
+    assert rotated.returncode == 0, output(rotated)
+    assert changed_count(rotated) == 1
+    assert "RUNNING HANDLER" not in rotated.stdout
+    for secret in (ALICE_1, ALICE_2, BOB_1):
+        assert secret not in output(rotated)
+    assert downloads.done > 0 and downloads.failures == [], downloads.failures
+    assert _apache_pid(host) == apache_pid
+
+    assert not can_upload(dists[1][0], "alice", ALICE_1)
+    second = twine_upload(URL, dists[1], "alice", ALICE_2)
+    assert second.returncode == 0, second.stdout + second.stderr
+
+    python = fresh_venv(tmp_path / "client")
+    for version in ("1.0.0", "2.0.0"):
+        installed = pip(python, "install", "--no-cache-dir", "--index-url", f"{URL}/simple/", f"{NAME}=={version}")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
+def test_rotation_with_unchanged_passwords_changes_nothing(converged):
+    again = run_playbook("rotate-upload-passwords.yml", users(ALICE_2, BOB_1))
+    assert again.returncode == 0, output(again)
+    assert changed_count(again) == 0
+
+
+def test_rotating_one_user_leaves_the_others(converged, dists):
+    only_bob = {**users(ALICE_3, BOB_2), "pypi_index_users_to_update": ["bob"]}
+    result = run_playbook("rotate-upload-passwords.yml", only_bob)
+    assert result.returncode == 0, output(result)
+
+    assert can_upload(dists[1][0], "bob", BOB_2)
+    assert not can_upload(dists[1][0], "bob", BOB_1)
+    assert can_upload(dists[1][0], "alice", ALICE_2)
+    assert not can_upload(dists[1][0], "alice", ALICE_3)
+
+
+def test_removed_user_is_locked_out(converged, dists):
+    result = run_playbook("rotate-upload-passwords.yml", users(ALICE_2))
+    assert result.returncode == 0, output(result)
+
+    assert not can_upload(dists[1][0], "bob", BOB_2)
+    assert can_upload(dists[1][0], "alice", ALICE_2)
+
+
+def _apache_pid(host):
+    return host.check_output("systemctl show --property MainPID --value apache2")
+
+
+class _DownloadLoop:
+    """Downloads in a background thread until the block ends (at most 3000 requests or 300 s)."""
+
+    def __init__(self, urls):
+        self.urls, self.done, self.failures = urls, 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        deadline = time.monotonic() + 300
+        while not self._stop.is_set() and self.done < 3000 and time.monotonic() < deadline:
+            url = self.urls[self.done % len(self.urls)]
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    response.read()
+            except OSError as error:
+                self.failures.append(f"{url}: {error}")
+            self.done += 1
