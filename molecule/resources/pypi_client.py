@@ -5,6 +5,7 @@ against the index published on 127.0.0.1.
 """
 
 import os
+import ssl
 import subprocess
 import sys
 import urllib.error
@@ -53,36 +54,46 @@ def make_package(workdir, name, version):
     return sorted(dist.iterdir())
 
 
-def twine_upload(url, files, user, password):
+def client_env(**extra):
+    """This machine's environment as a client's: without the CA bundle variables
+    that requests (under pip and twine) lets override --cert (psf/requests#3829)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
+    return {**env, **extra}
+
+
+def twine_upload(url, files, user, password, cert=None):
     """Upload with twine as a user would, the password from the environment."""
-    env = {
-        **os.environ,
-        "TWINE_USERNAME": user,
-        "TWINE_PASSWORD": password,
-        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-    }
+    env = client_env(TWINE_USERNAME=user, TWINE_PASSWORD=password,
+                     PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    verify = ["--cert", str(cert)] if cert else []
     return run([sys.executable, "-m", "twine", "upload", "--non-interactive",
-                "--disable-progress-bar", "--repository-url", f"{url}/",
+                "--disable-progress-bar", "--repository-url", f"{url}/", *verify,
                 *map(str, files)], env=env)
 
 
-def http_status(url, method="GET", data=None, headers=None):
-    """Status of one request, without following redirects."""
+def http_response(url, method="GET", data=None, headers=None, cafile=None):
+    """(status, headers) of one request, without following redirects; HTTPS verified against cafile."""
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
             return None
 
-    opener = urllib.request.build_opener(NoRedirect)
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
+    opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=context))
     request = urllib.request.Request(url, data=data, headers=headers or {}, method=method)
     try:
         with opener.open(request, timeout=30) as response:
-            return response.status
+            return response.status, response.headers
     except urllib.error.HTTPError as error:
-        return error.code
+        return error.code, error.headers
 
 
-def raw_upload_status(url, path, credentials=None):
+def http_status(url, method="GET", data=None, headers=None, cafile=None):
+    """Status of one request, without following redirects."""
+    return http_response(url, method, data, headers, cafile)[0]
+
+
+def raw_upload_status(url, path, credentials=None, cafile=None):
     """Status of a bare multipart upload, as a client that sends no password would get."""
     boundary = uuid.uuid4().hex
     fields = {":action": "file_upload", "protocol_version": "1"}
@@ -97,7 +108,7 @@ def raw_upload_status(url, path, credentials=None):
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     if credentials:
         headers["Authorization"] = "Basic " + b64encode(":".join(credentials).encode()).decode()
-    return http_status(f"{url}/", method="POST", data=body, headers=headers)
+    return http_status(f"{url}/", method="POST", data=body, headers=headers, cafile=cafile)
 
 
 def fresh_venv(workdir):
@@ -108,7 +119,7 @@ def fresh_venv(workdir):
 
 def pip(python, *args):
     """pip in that virtualenv, isolated from this machine's pip configuration."""
-    return run([str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", *args])
+    return run([str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", *args], env=client_env())
 
 
 def upload_from_inside(host, filename, credentials):
