@@ -10,6 +10,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 IMAGE_DEBIAN12 := pypi-index/debian:12
+IMAGE_DEBIAN13 := pypi-index/debian:13
 
 .PHONY: demo demo-destroy test lint molecule setup engine images
 
@@ -49,3 +50,4 @@ engine:
 
 images: engine
 	scripts/build-base-image.sh bookworm $(IMAGE_DEBIAN12)
+	scripts/build-base-image.sh trixie $(IMAGE_DEBIAN13)

@@ -8,8 +8,8 @@ import tempfile
 from pypi_client import PROJECT_DIR
 
 
-def run_playbook(name, extra_vars=None, verbose=False):
-    """ansible-playbook playbooks/NAME against Molecule's inventory; returns the completed process.
+def run_playbook(name, extra_vars=None, verbose=False, limit=None, inventories=()):
+    """ansible-playbook playbooks/NAME against Molecule's inventory (plus any given); returns the completed process.
 
     Extra vars travel in a file, as `-e @vars.json`, the way secrets from a
     Vault would: never on the command line.
@@ -22,6 +22,10 @@ def run_playbook(name, extra_vars=None, verbose=False):
         "ANSIBLE_NOCOLOR": "true",
     }
     argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT_DIR / "playbooks" / name)]
+    for inventory in inventories:
+        argv += ["-i", str(inventory)]
+    if limit:
+        argv += ["--limit", limit]
     if verbose:
         argv.append("-v")
     with tempfile.NamedTemporaryFile("w", suffix=".json") as vars_file:

@@ -146,3 +146,15 @@ except urllib.error.HTTPError as error:
     print(error.code)
 """
     return int(host.check_output("python3 -c %s", script))
+
+
+class Index:
+    """Where one Molecule host's index answers, from that host's inventory variables."""
+
+    def __init__(self, host):
+        variables = host.ansible.get_variables()
+        self.name = variables["inventory_hostname"]
+        self.url = variables["pypi_index_public_url"]
+        # Only set for hosts whose port 80 is published (see host_vars).
+        self.http_url = variables.get("molecule_http_url")
+        self.ca = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "clients" / self.name / "ca.pem")

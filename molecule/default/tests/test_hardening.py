@@ -1,46 +1,41 @@
 """The defaults that keep a private index private and up."""
 
-import os
 import subprocess
 
 from pypi_client import demo_users, http_response, http_status
 
-URL = os.environ["PYPI_INDEX_URL"]
-HTTP_URL = os.environ["PYPI_INDEX_HTTP_URL"]
-CA = os.environ["PYPI_INDEX_CA"]
 
-
-def test_http_redirects_to_https():
-    status, headers = http_response(f"{HTTP_URL}/simple/linode-example/")
+def test_http_redirects_to_https(index):
+    status, headers = http_response(f"{index.http_url}/simple/linode-example/")
     assert status == 301
-    assert headers["Location"] == f"{URL}/simple/linode-example/"
+    assert headers["Location"] == f"{index.url}/simple/linode-example/"
 
 
-def test_xmlrpc_endpoint_is_blocked():
+def test_xmlrpc_endpoint_is_blocked(index):
     body = b"<?xml version='1.0'?><methodCall><methodName>search</methodName></methodCall>"
-    assert http_status(f"{URL}/RPC2", method="POST", data=body, headers={"Content-Type": "text/xml"},
-                       cafile=CA) == 403
+    assert http_status(f"{index.url}/RPC2", method="POST", data=body, headers={"Content-Type": "text/xml"},
+                       cafile=index.ca) == 403
 
 
-def test_missing_package_is_not_sent_to_the_public_index():
-    status, headers = http_response(f"{URL}/simple/requests/", cafile=CA)
+def test_missing_package_is_not_sent_to_the_public_index(index):
+    status, headers = http_response(f"{index.url}/simple/requests/", cafile=index.ca)
     assert status == 404
     assert "Location" not in headers
 
 
-def test_server_header_names_no_version():
-    _, headers = http_response(f"{URL}/health", cafile=CA)
+def test_server_header_names_no_version(index):
+    _, headers = http_response(f"{index.url}/health", cafile=index.ca)
     assert headers["Server"] == "Apache"
 
 
-def test_security_headers_are_sent():
-    _, headers = http_response(f"{URL}/simple/", cafile=CA)
+def test_security_headers_are_sent(index):
+    _, headers = http_response(f"{index.url}/simple/", cafile=index.ca)
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_oversize_upload_gets_413_and_leaves_nothing(host, tmp_path):
+def test_oversize_upload_gets_413_and_leaves_nothing(host, index, tmp_path):
     user = demo_users()[0]
     big = tmp_path / "oversize-1.0.tar.gz"
     with big.open("wb") as handle:
@@ -48,9 +43,9 @@ def test_oversize_upload_gets_413_and_leaves_nothing(host, tmp_path):
     # curl reads the early 413 while it is still sending; urllib would only
     # see the connection close.
     status = subprocess.run(
-        ["curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}", "--cacert", CA,
+        ["curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}", "--cacert", index.ca,
          "--user", f"{user['name']}:{user['password']}", "--form", ":action=file_upload",
-         "--form", f"content=@{big}", f"{URL}/"],
+         "--form", f"content=@{big}", f"{index.url}/"],
         capture_output=True, text=True, check=False,
     ).stdout
     assert status == "413"

@@ -1,7 +1,6 @@
 """A package goes up with twine and comes back down with pip, as the guide promises, over verified HTTPS."""
 
 import hashlib
-import os
 import ssl
 import time
 import urllib.request
@@ -10,8 +9,6 @@ import pytest
 from pypi_client import (demo_users, fresh_venv, http_status, make_package, pip, raw_upload_status, run,
                          twine_upload)
 
-URL = os.environ["PYPI_INDEX_URL"]
-CA = os.environ["PYPI_INDEX_CA"]
 NAME = "linode_example"
 PACKAGES_DIR = "/srv/pypi-index/packages"
 
@@ -29,20 +26,20 @@ def dists(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def uploaded(dists, uploader):
-    result = twine_upload(URL, dists[1], uploader["name"], uploader["password"], cert=CA)
+def uploaded(index, dists, uploader):
+    result = twine_upload(index.url, dists[1], uploader["name"], uploader["password"], cert=index.ca)
     assert result.returncode == 0, result.stdout + result.stderr
     return dists
 
 
-def test_health_endpoint_answers():
-    assert http_status(f"{URL}/health", cafile=CA) == 200
+def test_health_endpoint_answers(index):
+    assert http_status(f"{index.url}/health", cafile=index.ca) == 200
 
 
-def test_uploaded_package_installs_and_runs(uploaded, tmp_path):
+def test_uploaded_package_installs_and_runs(index, uploaded, tmp_path):
     version, _ = uploaded
     python = fresh_venv(tmp_path / "client")
-    result = pip(python, "install", "--no-cache-dir", "--cert", CA, "--index-url", f"{URL}/simple/",
+    result = pip(python, "install", "--no-cache-dir", "--cert", index.ca, "--index-url", f"{index.url}/simple/",
                  f"{NAME}=={version}")
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -52,30 +49,31 @@ def test_uploaded_package_installs_and_runs(uploaded, tmp_path):
     assert hello.stdout == "hello world\n", hello.stderr
 
 
-def test_index_lists_the_name_with_a_dash(uploaded):
-    with urllib.request.urlopen(f"{URL}/simple/", timeout=30, context=ssl.create_default_context(cafile=CA)) as response:
+def test_index_lists_the_name_with_a_dash(index, uploaded):
+    context = ssl.create_default_context(cafile=index.ca)
+    with urllib.request.urlopen(f"{index.url}/simple/", timeout=30, context=context) as response:
         page = response.read().decode()
     assert ">linode-example<" in page
 
 
-def test_upload_without_credentials_is_401(dists):
-    assert raw_upload_status(URL, dists[1][0], cafile=CA) == 401
+def test_upload_without_credentials_is_401(index, dists):
+    assert raw_upload_status(index.url, dists[1][0], cafile=index.ca) == 401
 
 
-def test_upload_with_wrong_password_is_403(dists, uploader):
-    assert raw_upload_status(URL, dists[1][0], (uploader["name"], "wrong-password"), cafile=CA) == 403
-    result = twine_upload(URL, dists[1], uploader["name"], "wrong-password", cert=CA)
+def test_upload_with_wrong_password_is_403(index, dists, uploader):
+    assert raw_upload_status(index.url, dists[1][0], (uploader["name"], "wrong-password"), cafile=index.ca) == 403
+    result = twine_upload(index.url, dists[1], uploader["name"], "wrong-password", cert=index.ca)
     assert result.returncode != 0
     assert "403" in result.stdout + result.stderr
 
 
-def test_reupload_is_refused_and_file_unchanged(host, uploaded, uploader):
+def test_reupload_is_refused_and_file_unchanged(host, index, uploaded, uploader):
     _, files = uploaded
     wheel = next(f for f in files if f.suffix == ".whl")
     stored = host.file(f"{PACKAGES_DIR}/{wheel.name}")
     before = stored.sha256sum
 
-    result = twine_upload(URL, [wheel], uploader["name"], uploader["password"], cert=CA)
+    result = twine_upload(index.url, [wheel], uploader["name"], uploader["password"], cert=index.ca)
 
     # pypiserver answers twine's duplicate with 400, as pypi.org does.
     assert result.returncode != 0, result.stdout

@@ -4,7 +4,6 @@ Runs after the round trip (file order): it leaves the host in selfsigned mode.
 """
 
 import datetime
-import os
 
 import pytest
 from cryptography import x509
@@ -14,9 +13,6 @@ from cryptography.x509.oid import NameOID
 from playbooks import changed_count, output, run_playbook
 from pypi_client import http_status
 
-URL = os.environ["PYPI_INDEX_URL"]
-HTTP_URL = os.environ["PYPI_INDEX_HTTP_URL"]
-CA = os.environ["PYPI_INDEX_CA"]
 SELFSIGNED_CERT = "/etc/pypi-index/tls/selfsigned/server.crt"
 
 
@@ -56,34 +52,34 @@ def selfsigned_cert_before(host):
     return host.file(SELFSIGNED_CERT).sha256sum
 
 
-def converge_twice(extra_vars):
-    first = run_playbook("site.yml", extra_vars)
+def converge_twice(index, extra_vars):
+    first = run_playbook("site.yml", extra_vars, limit=index.name)
     assert first.returncode == 0, output(first)
-    second = run_playbook("site.yml", extra_vars)
+    second = run_playbook("site.yml", extra_vars, limit=index.name)
     assert second.returncode == 0, output(second)
     assert changed_count(second) == 0, second.stdout
     return first
 
 
-def test_provided_certificate_is_served(selfsigned_cert_before, provided):
-    converge_twice({
+def test_provided_certificate_is_served(index, selfsigned_cert_before, provided):
+    converge_twice(index, {
         "pypi_index_tls_mode": "provided",
         "pypi_index_tls_cert_src": str(provided / "server.crt"),
         "pypi_index_tls_key_src": str(provided / "server.key"),
     })
-    assert http_status(f"{URL}/simple/", cafile=str(provided / "ca.pem")) == 200
+    assert http_status(f"{index.url}/simple/", cafile=str(provided / "ca.pem")) == 200
     with pytest.raises(OSError, match="CERTIFICATE_VERIFY_FAILED"):
-        http_status(f"{URL}/simple/", cafile=CA)
+        http_status(f"{index.url}/simple/", cafile=index.ca)
 
 
-def test_off_serves_plain_http(selfsigned_cert_before):
-    first = converge_twice({"pypi_index_tls_mode": "off"})
+def test_off_serves_plain_http(index, selfsigned_cert_before):
+    first = converge_twice(index, {"pypi_index_tls_mode": "off"})
     assert "WARNING: pypi_index_tls_mode is off" in first.stdout
-    assert http_status(f"{HTTP_URL}/simple/") == 200
+    assert http_status(f"{index.http_url}/simple/") == 200
 
 
-def test_back_to_selfsigned_reuses_the_certificate(host, selfsigned_cert_before):
-    result = run_playbook("site.yml", {"pypi_index_tls_mode": "selfsigned"})
+def test_back_to_selfsigned_reuses_the_certificate(host, index, selfsigned_cert_before):
+    result = run_playbook("site.yml", {"pypi_index_tls_mode": "selfsigned"}, limit=index.name)
     assert result.returncode == 0, output(result)
     assert host.file(SELFSIGNED_CERT).sha256sum == selfsigned_cert_before
-    assert http_status(f"{URL}/simple/", cafile=CA) == 200
+    assert http_status(f"{index.url}/simple/", cafile=index.ca) == 200

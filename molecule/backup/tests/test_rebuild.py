@@ -1,0 +1,158 @@
+"""Lose the host, rebuild it from a backup: every package, user and the CA come back."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+import yaml
+from playbooks import changed_count, output, run_playbook
+from pypi_client import demo_users, fresh_venv, http_status, make_package, pip, twine_upload
+
+OLD, NEW = "pypi-index-old-debian12", "pypi-index-new-debian13"
+OLD_URL, NEW_URL = "https://localhost:18082", "https://localhost:18083"
+INVENTORY_DIR = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+OLD_CA, NEW_CA = (str(INVENTORY_DIR / "clients" / name / "ca.pem") for name in (OLD, NEW))
+BACKUPS = INVENTORY_DIR / "backups" / OLD
+PACKAGES_DIR = "/srv/pypi-index/packages"
+USER = demo_users()[0]
+
+
+def new_host():
+    return testinfra.get_host(f"ansible://{NEW}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    """Three projects, sdist and wheel each: {file name: sha256}."""
+    root = tmp_path_factory.mktemp("dists")
+    files = [f for name in ("alpha_pkg", "beta_pkg", "gamma_pkg") for f in make_package(root / name, name, "1.0")]
+    return {f.name: (f, hashlib.sha256(f.read_bytes()).hexdigest()) for f in files}
+
+
+@pytest.fixture(scope="module")
+def late_dists(tmp_path_factory):
+    """Uploaded while backups run: each must be in a backup whole or not at all."""
+    root = tmp_path_factory.mktemp("late")
+    return [make_package(root / str(n), f"late_pkg_{n}", "1.0") for n in range(6)]
+
+
+def upload(url, ca, files):
+    result = twine_upload(url, files, USER["name"], USER["password"], cert=ca)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def upload_retrying(url, ca, files, deadline):
+    """Upload as a patient client: a 503 (backup running) is retried."""
+    while time.monotonic() < deadline:
+        result = twine_upload(url, files, USER["name"], USER["password"], cert=ca)
+        if result.returncode == 0:
+            return
+        assert "503" in result.stdout + result.stderr, result.stdout + result.stderr
+        time.sleep(1)
+    raise AssertionError("uploads stayed paused")
+
+
+@pytest.fixture(scope="module")
+def backup(dists, late_dists):
+    """Fill the old host, back it up three times (keeping two) while uploads go on."""
+    upload(OLD_URL, OLD_CA, [f for f, _ in dists.values()])
+
+    def late_uploads():
+        deadline = time.monotonic() + 240
+        for files in late_dists:
+            upload_retrying(OLD_URL, OLD_CA, files, deadline)
+
+    uploader = threading.Thread(target=late_uploads)
+    uploader.start()
+    try:
+        for _ in range(3):
+            result = run_playbook("backup.yml", {"pypi_index_backup_keep": 2}, limit=OLD)
+            assert result.returncode == 0, output(result)
+            time.sleep(1)  # backups are named by the second
+    finally:
+        uploader.join()
+    kept = sorted(BACKUPS.iterdir())
+    assert len(kept) == 2
+    return kept[-1]
+
+
+@pytest.fixture(scope="module")
+def host_lost(backup):
+    subprocess.run(["docker", "rm", "--force", OLD], check=True, capture_output=True)
+    return backup
+
+
+def rebuild(extra_vars, tmp_path):
+    """site.yml on the new host, as if it replaced the old one in pypi_servers."""
+    inventory = tmp_path / "rebuilt.yml"
+    inventory.write_text(yaml.safe_dump({"pypi_servers": {"hosts": {NEW: {}}}}))
+    return run_playbook("site.yml", extra_vars, limit=NEW, inventories=[inventory])
+
+
+@pytest.fixture(scope="module")
+def restored(host_lost, tmp_path_factory):
+    result = rebuild({"pypi_index_restore": "latest", "pypi_index_backup_dir": str(BACKUPS)},
+                     tmp_path_factory.mktemp("rebuild"))
+    assert result.returncode == 0, output(result)
+    return result
+
+
+def test_backup_holds_uploads_whole_or_not_at_all(backup, late_dists):
+    listed = dict(reversed(line.split("  ", 1)) for line in (backup / "FILES.sha256").read_text().splitlines())
+    for files in late_dists:
+        for dist in files:
+            path = f"srv/pypi-index/packages/{dist.name}"
+            if path in listed:
+                assert listed[path] == hashlib.sha256(dist.read_bytes()).hexdigest(), path
+
+
+def test_corrupt_backup_fails_before_any_change(host_lost, tmp_path):
+    corrupt = tmp_path / "corrupt" / host_lost.name
+    shutil.copytree(host_lost, corrupt)
+    archive = corrupt / "pypi-index.tar.gz"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+
+    result = rebuild({"pypi_index_restore": "latest", "pypi_index_backup_dir": str(corrupt.parent)}, tmp_path)
+
+    assert result.returncode != 0
+    text = " ".join(output(result).split())
+    assert "is corrupt" in text and "Nothing on the host was changed" in text
+    host = new_host()
+    assert not host.package("apache2").is_installed
+    assert not host.file("/srv/pypi-index").exists
+
+
+def test_every_file_comes_back_byte_identical(restored, dists):
+    host = new_host()
+    for name, (_, digest) in dists.items():
+        assert host.file(f"{PACKAGES_DIR}/{name}").sha256sum == digest, name
+
+
+def test_every_package_installs(restored, dists, tmp_path):
+    python = fresh_venv(tmp_path / "client")
+    for project in ("alpha_pkg", "beta_pkg", "gamma_pkg"):
+        installed = pip(python, "install", "--no-cache-dir", "--cert", NEW_CA, "--index-url", f"{NEW_URL}/simple/",
+                        f"{project}==1.0")
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+
+
+def test_clients_keep_trusting_the_restored_ca(restored):
+    assert http_status(f"{NEW_URL}/simple/", cafile=OLD_CA) == 200
+
+
+def test_old_credentials_upload_a_fresh_package(restored, tmp_path):
+    upload(NEW_URL, NEW_CA, make_package(tmp_path, "after_rebuild", "1.0"))
+
+
+def test_second_run_changes_nothing(restored, tmp_path):
+    again = rebuild({"pypi_index_restore": "latest", "pypi_index_backup_dir": str(BACKUPS)}, tmp_path)
+    assert again.returncode == 0, output(again)
+    assert changed_count(again) == 0, again.stdout
