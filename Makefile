@@ -1,6 +1,6 @@
 # The two commands: `make demo` (a working index on 127.0.0.1) and `make test`.
 # Both do their own set-up on a fresh Debian machine: the Python virtualenv,
-# the collections, a running Docker engine and the locally built base image.
+# the collections, a running Docker engine and the locally built base images.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -17,7 +17,7 @@ IMAGE_DEBIAN13 := pypi-index/debian:13
 demo: setup images ## Provision the demo container and print how to use it
 	ansible-playbook playbooks/demo.yml -i inventories/local
 
-demo-destroy: setup ## Remove the demo container
+demo-destroy: setup engine ## Remove the demo container
 	ansible-playbook playbooks/demo-destroy.yml -i inventories/local
 
 test: setup images lint molecule ## Lint, then the Molecule suite
@@ -31,12 +31,14 @@ lint: setup
 	ansible-lint
 	mkdir -p .cache && printf '%s\n' demo-vault-password > $(DEMO_VAULT_PASS)
 	ansible-inventory -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) --list > /dev/null
-	ansible-playbook --syntax-check playbooks/site.yml -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS)
+	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
+	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml
 
 molecule: setup images
 	molecule test --all
 
-setup: $(STAMP) engine
+# The controller tools only: what a real deployment needs (no Docker).
+setup: $(STAMP)
 
 $(STAMP): requirements.txt requirements.yml
 	python3 -m venv $(VENV)

@@ -47,10 +47,10 @@ def upload(url, ca, files):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def upload_retrying(url, ca, files, deadline):
-    """Upload as a patient client: a 503 (backup running) is retried."""
+def upload_retrying(url, ca, dist, deadline):
+    """Upload one file as a patient client: a 503 (backup running) is retried."""
     while time.monotonic() < deadline:
-        result = twine_upload(url, files, USER["name"], USER["password"], cert=ca)
+        result = twine_upload(url, [dist], USER["name"], USER["password"], cert=ca)
         if result.returncode == 0:
             return
         assert "503" in result.stdout + result.stderr, result.stdout + result.stderr
@@ -63,10 +63,15 @@ def backup(dists, late_dists):
     """Fill the old host, back it up three times (keeping two) while uploads go on."""
     upload(OLD_URL, OLD_CA, [f for f, _ in dists.values()])
 
+    failures = []
+
     def late_uploads():
         deadline = time.monotonic() + 240
-        for files in late_dists:
-            upload_retrying(OLD_URL, OLD_CA, files, deadline)
+        try:
+            for dist in (dist for files in late_dists for dist in files):
+                upload_retrying(OLD_URL, OLD_CA, dist, deadline)
+        except AssertionError as error:
+            failures.append(error)
 
     uploader = threading.Thread(target=late_uploads)
     uploader.start()
@@ -77,6 +82,7 @@ def backup(dists, late_dists):
             time.sleep(1)  # backups are named by the second
     finally:
         uploader.join()
+    assert not failures, failures
     kept = sorted(BACKUPS.iterdir())
     assert len(kept) == 2
     return kept[-1]
