@@ -148,6 +148,13 @@ except urllib.error.HTTPError as error:
     return int(host.check_output("python3 -c %s", script))
 
 
+def molecule_host(name):
+    """A testinfra host for one instance of the running Molecule scenario."""
+    import testinfra
+
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
 class Index:
     """Where one Molecule host's index answers, from that host's inventory variables."""
 

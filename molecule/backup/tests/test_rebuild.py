@@ -9,22 +9,20 @@ import time
 from pathlib import Path
 
 import pytest
-import testinfra
 import yaml
 from playbooks import changed_count, output, run_playbook
-from pypi_client import demo_users, fresh_venv, http_status, make_package, pip, twine_upload
+from pypi_client import (Index, demo_users, fresh_venv, http_status, make_package, molecule_host, pip,
+                         twine_upload)
 
 OLD, NEW = "pypi-index-old-debian12", "pypi-index-new-debian13"
-OLD_URL, NEW_URL = "https://localhost:18082", "https://localhost:18083"
-INVENTORY_DIR = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
-OLD_CA, NEW_CA = (str(INVENTORY_DIR / "clients" / name / "ca.pem") for name in (OLD, NEW))
-BACKUPS = INVENTORY_DIR / "backups" / OLD
+OLD_INDEX, NEW_INDEX = Index(molecule_host(OLD)), Index(molecule_host(NEW))
+BACKUPS = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "backups" / OLD
 PACKAGES_DIR = "/srv/pypi-index/packages"
 USER = demo_users()[0]
 
 
 def new_host():
-    return testinfra.get_host(f"ansible://{NEW}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+    return molecule_host(NEW)
 
 
 @pytest.fixture(scope="module")
@@ -42,15 +40,15 @@ def late_dists(tmp_path_factory):
     return [make_package(root / str(n), f"late_pkg_{n}", "1.0") for n in range(6)]
 
 
-def upload(url, ca, files):
-    result = twine_upload(url, files, USER["name"], USER["password"], cert=ca)
+def upload(index, files):
+    result = twine_upload(index.url, files, USER["name"], USER["password"], cert=index.ca)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def upload_retrying(url, ca, dist, deadline):
+def upload_retrying(index, dist, deadline):
     """Upload one file as a patient client: a 503 (backup running) is retried."""
     while time.monotonic() < deadline:
-        result = twine_upload(url, [dist], USER["name"], USER["password"], cert=ca)
+        result = twine_upload(index.url, [dist], USER["name"], USER["password"], cert=index.ca)
         if result.returncode == 0:
             return
         assert "503" in result.stdout + result.stderr, result.stdout + result.stderr
@@ -61,7 +59,7 @@ def upload_retrying(url, ca, dist, deadline):
 @pytest.fixture(scope="module")
 def backup(dists, late_dists):
     """Fill the old host, back it up three times (keeping two) while uploads go on."""
-    upload(OLD_URL, OLD_CA, [f for f, _ in dists.values()])
+    upload(OLD_INDEX, [f for f, _ in dists.values()])
 
     failures = []
 
@@ -69,7 +67,7 @@ def backup(dists, late_dists):
         deadline = time.monotonic() + 240
         try:
             for dist in (dist for files in late_dists for dist in files):
-                upload_retrying(OLD_URL, OLD_CA, dist, deadline)
+                upload_retrying(OLD_INDEX, dist, deadline)
         except AssertionError as error:
             failures.append(error)
 
@@ -145,17 +143,17 @@ def test_every_file_comes_back_byte_identical(restored, dists):
 def test_every_package_installs(restored, dists, tmp_path):
     python = fresh_venv(tmp_path / "client")
     for project in ("alpha_pkg", "beta_pkg", "gamma_pkg"):
-        installed = pip(python, "install", "--no-cache-dir", "--cert", NEW_CA, "--index-url", f"{NEW_URL}/simple/",
+        installed = pip(python, "install", "--no-cache-dir", "--cert", NEW_INDEX.ca, "--index-url", f"{NEW_INDEX.url}/simple/",
                         f"{project}==1.0")
         assert installed.returncode == 0, installed.stdout + installed.stderr
 
 
 def test_clients_keep_trusting_the_restored_ca(restored):
-    assert http_status(f"{NEW_URL}/simple/", cafile=OLD_CA) == 200
+    assert http_status(f"{NEW_INDEX.url}/simple/", cafile=OLD_INDEX.ca) == 200
 
 
 def test_old_credentials_upload_a_fresh_package(restored, tmp_path):
-    upload(NEW_URL, NEW_CA, make_package(tmp_path, "after_rebuild", "1.0"))
+    upload(NEW_INDEX, make_package(tmp_path, "after_rebuild", "1.0"))
 
 
 def test_second_run_changes_nothing(restored, tmp_path):

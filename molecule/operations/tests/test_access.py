@@ -1,12 +1,11 @@
 """Who may read and who may upload: addresses, and passwords for reading."""
 
-import os
-
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import fresh_venv, http_status, make_package, pip, raw_upload_status, twine_upload, upload_from_inside
+from pypi_client import (Index, fresh_venv, http_status, make_package, molecule_host, pip, raw_upload_status,
+                         twine_upload, upload_from_inside)
 
-URL = os.environ["PYPI_INDEX_URL"]
+URL = Index(molecule_host("pypi-index-ops-debian12")).url
 NAME = "access_example"
 USER, PASSWORD = "carol", "carol-long-password"
 USERS = {"pypi_index_upload_users": [{"name": USER, "password": PASSWORD}]}

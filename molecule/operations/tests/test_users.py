@@ -1,15 +1,14 @@
 """Ops add, rotate and remove upload users; uploaders and downloaders see the result at once."""
 
-import os
 import threading
 import time
 import urllib.request
 
 import pytest
 from playbooks import changed_count, output, run_playbook
-from pypi_client import fresh_venv, make_package, pip, raw_upload_status, twine_upload
+from pypi_client import Index, fresh_venv, make_package, molecule_host, pip, raw_upload_status, twine_upload
 
-URL = os.environ["PYPI_INDEX_URL"]
+URL = Index(molecule_host("pypi-index-ops-debian12")).url
 NAME = "ops_example"
 ALICE_1, ALICE_2, ALICE_3 = "alice-first-password", "alice-second-password", "alice-unused-password"
 BOB_1, BOB_2 = "bob-first-password", "bob-second-password"
