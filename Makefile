@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 IMAGE_DEBIAN12 := pypi-index/debian:12
 IMAGE_DEBIAN13 := pypi-index/debian:13
 
-.PHONY: demo demo-destroy test lint molecule setup engine images
+.PHONY: demo demo-destroy test bench lint molecule setup engine images
 
 demo: setup images ## Provision the demo container and print how to use it
 	ansible-playbook playbooks/demo.yml -i inventories/local
@@ -21,6 +21,17 @@ demo-destroy: setup engine ## Remove the demo container
 	ansible-playbook playbooks/demo-destroy.yml -i inventories/local
 
 test: setup images lint molecule ## Lint, then the Molecule suite
+
+# The benchmark (see README "Benchmark"); BENCH_ARGS=--quick for a small set.
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+
+bench: setup images $(BENCH_STAMP) ## Measure the index against static Apache; report in results/
+	python bench/run.py $(BENCH_ARGS)
+
+$(BENCH_STAMP): bench/requirements.txt $(STAMP)
+	$(VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $@
 
 # The example Vault in inventories/prod is encrypted with this documented demo
 # password; checking the prod inventory proves the example still decrypts.

@@ -5,9 +5,11 @@ against the index published on 127.0.0.1.
 """
 
 import os
+import re
 import ssl
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -62,13 +64,54 @@ def client_env(**extra):
 
 
 def twine_upload(url, files, user, password, cert=None):
-    """Upload with twine as a user would, the password from the environment."""
+    """Upload with twine as a user would, the password from the environment.
+
+    A successful upload returns once the index lists every file: Apache keeps
+    index pages for pypi_index_page_cache_seconds, so a page served just
+    before may not show it yet.
+    """
     env = client_env(TWINE_USERNAME=user, TWINE_PASSWORD=password,
                      PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
     verify = ["--cert", str(cert)] if cert else []
-    return run([sys.executable, "-m", "twine", "upload", "--non-interactive",
-                "--disable-progress-bar", "--repository-url", f"{url}/", *verify,
-                *map(str, files)], env=env)
+    result = run([sys.executable, "-m", "twine", "upload", "--non-interactive",
+                  "--disable-progress-bar", "--repository-url", f"{url}/", *verify,
+                  *map(str, files)], env=env)
+    if result.returncode == 0:
+        for path in files:
+            assert wait_listed(url, Path(path).name, (user, password), cafile=cert), f"{path} never listed"
+    return result
+
+
+def project_page(url, file_name):
+    """The /simple/ page of the project a package file belongs to (PEP 503 name)."""
+    name = re.split(r"-\d", file_name, maxsplit=1)[0]
+    return f"{url}/simple/{re.sub(r'[-_.]+', '-', name).lower()}/"
+
+
+def page_text(url, credentials=None, cafile=None):
+    """Body of a page (empty unless 200)."""
+    headers = {"Authorization": basic_auth(credentials)} if credentials else {}
+    context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30,
+                                    context=context) as response:
+            return response.read().decode()
+    except urllib.error.HTTPError:
+        return ""
+
+
+def wait_listed(url, file_name, credentials=None, cafile=None, seconds=30):
+    """Whether the project page lists file_name within that many seconds."""
+    deadline = time.monotonic() + seconds
+    while file_name not in page_text(project_page(url, file_name), credentials, cafile):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def basic_auth(credentials):
+    return "Basic " + b64encode(":".join(credentials).encode()).decode()
 
 
 def http_response(url, method="GET", data=None, headers=None, cafile=None):
@@ -107,7 +150,7 @@ def raw_upload_status(url, path, credentials=None, cafile=None):
     ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     if credentials:
-        headers["Authorization"] = "Basic " + b64encode(":".join(credentials).encode()).decode()
+        headers["Authorization"] = basic_auth(credentials)
     return http_status(f"{url}/", method="POST", data=body, headers=headers, cafile=cafile)
 
 
@@ -120,6 +163,18 @@ def fresh_venv(workdir):
 def pip(python, *args):
     """pip in that virtualenv, isolated from this machine's pip configuration."""
     return run([str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", *args], env=client_env())
+
+
+def status_from_inside(host, path):
+    """Status of a GET sent from inside the index host itself (source 127.0.0.1), over plain HTTP."""
+    script = f"""
+import urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen("http://127.0.0.1{path}", timeout=30).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+    return int(host.check_output("python3 -c %s", script))
 
 
 def upload_from_inside(host, filename, credentials):

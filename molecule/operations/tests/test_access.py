@@ -3,7 +3,7 @@
 import pytest
 from playbooks import output, run_playbook
 from pypi_client import (Index, fresh_venv, http_status, make_package, molecule_host, pip, raw_upload_status,
-                         twine_upload, upload_from_inside)
+                         status_from_inside, twine_upload, upload_from_inside)
 
 URL = Index(molecule_host("pypi-index-ops-debian12")).url
 NAME = "access_example"
@@ -40,6 +40,23 @@ def test_reads_stay_open_to_everyone(uploads_from_loopback_only):
 
 
 @pytest.fixture(scope="module")
+def reads_from_loopback_only():
+    result = run_playbook("site.yml", {**USERS, "pypi_index_read_allow_from": ["127.0.0.1"]})
+    assert result.returncode == 0, output(result)
+
+
+def test_reads_from_outside_the_read_list_are_403(reads_from_loopback_only):
+    assert http_status(f"{URL}/simple/") == 403
+    # Apache sends package files itself; the same list applies.
+    assert http_status(f"{URL}/packages/insider-1.0.tar.gz") == 403
+
+
+def test_reads_from_inside_the_read_list_succeed(host, reads_from_loopback_only):
+    assert status_from_inside(host, "/simple/insider/") == 200
+    assert status_from_inside(host, "/packages/insider-1.0.tar.gz") == 200
+
+
+@pytest.fixture(scope="module")
 def private_reads(dists):
     """Open addresses, but listing and downloading need a password too."""
     result = run_playbook("site.yml", {**USERS, "pypi_index_authenticate": ["update", "download", "list"]})
@@ -48,8 +65,10 @@ def private_reads(dists):
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
 
 
-def test_anonymous_install_fails_with_read_auth(private_reads, tmp_path):
+def test_anonymous_install_fails_with_read_auth(private_reads, dists, tmp_path):
     assert http_status(f"{URL}/simple/") == 401
+    # Not even a file under /packages/: pypiserver, not Apache, answers it then.
+    assert http_status(f"{URL}/packages/{dists[0].name}") == 401
     python = fresh_venv(tmp_path / "anonymous")
     anonymous = pip(python, "install", "--no-cache-dir", "--no-input", "--index-url", f"{URL}/simple/", NAME)
     assert anonymous.returncode != 0

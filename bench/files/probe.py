@@ -1,0 +1,68 @@
+"""Checks the benchmark makes on its host, with its own python3 (standard library only).
+
+  probe.py expect URL TEXT      the URL answers 200 and its body holds TEXT
+  probe.py fresh BASE FILE USER PASSWORD
+                                upload FILE to BASE/ as twine would, then print
+                                the seconds until BASE/simple/<project>/ lists it
+"""
+
+import base64
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+FRESHNESS_LIMIT_SECONDS = 60
+
+
+def get(url):
+    with urllib.request.urlopen(url, timeout=60) as response:
+        return response.status, response.read().decode(errors="replace")
+
+
+def expect(url, text):
+    status, body = get(url)
+    if status != 200 or text not in body:
+        sys.exit(f"{url}: status {status}, {text!r} {'found' if text in body else 'missing'}")
+
+
+def upload(base, path, user, password):
+    boundary = uuid.uuid4().hex
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(f"{base}/", data=body, method="POST", headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
+    })
+    with urllib.request.urlopen(request, timeout=60) as response:
+        response.read()
+
+
+def fresh(base, path, user, password):
+    project = path.name.split("-")[0].replace("_", "-")
+    page = f"{base}/simple/{project}/"
+    upload(base, path, user, password)
+    uploaded = time.monotonic()
+    while path.name not in get(page)[1]:
+        if time.monotonic() - uploaded > FRESHNESS_LIMIT_SECONDS:
+            sys.exit(f"{path.name} not listed on {page} after {FRESHNESS_LIMIT_SECONDS} s")
+        time.sleep(0.05)
+    print(f"{time.monotonic() - uploaded:.2f}")
+
+
+def main():
+    command, *args = sys.argv[1:]
+    if command == "expect":
+        expect(*args)
+    elif command == "fresh":
+        base, file_name, user, password = args
+        fresh(base, Path(file_name), user, password)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

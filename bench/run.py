@@ -1,0 +1,335 @@
+"""The project's benchmark (`make bench`): how close the index comes to Apache serving static files.
+
+It provisions a fresh container with playbooks/site.yml (timing that run and
+a no-change re-run), fills the index with a synthetic set, and measures from
+inside the container on 127.0.0.1, in the same run, three servers of the
+same files:
+  index       the roles' Apache + mod_wsgi + pypiserver vhost (port 80);
+  static      Apache serving the files and a static copy of the index (8081),
+              the ceiling;
+  standalone  `pypi-server run` from the same virtualenv (8082), the
+              guide's first step.
+The ratio table (markdown and CSV), a chart and the machine it ran on go to
+results/<UTC time>/. The container is removed at the end.
+"""
+
+import argparse
+import csv
+import datetime
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ROOT / "bench" / "files"
+INVENTORY = ROOT / "inventories" / "bench"
+CONTAINER = "pypi-bench"
+PACKAGES = "/srv/pypi-index/packages"
+PROBE_DIR = "/srv/bench-probe"
+TOOLS_DIR = "/opt/bench"
+CLIENT_VENV = "/opt/bench/client"
+SERVERS = {
+    "static": "http://127.0.0.1:8081",
+    "index": "http://127.0.0.1",
+    "standalone": "http://127.0.0.1:8082",
+}
+STANDALONE_UNIT = "bench-standalone"
+
+
+@dataclass
+class Measure:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    target: float | None = None
+
+
+MEASURES = [
+    Measure("simple", "/simple/", "req/s", True),
+    Measure("project", "/simple/<name>/, one project", "req/s", True, 0.5),
+    Measure("projects", "/simple/<name>/, random projects", "req/s", True),
+    Measure("small", "download, 2 KiB wheel", "req/s", True, 0.9),
+    Measure("big", "download, 10 MiB wheel", "req/s", True, 0.9),
+    Measure("pip", "pip install, 20 dependencies", "s", False, 1.5),
+]
+
+
+def log(message):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(argv, **kwargs):
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode != 0:
+        sys.exit(f"{shlex.join(argv)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+def inside(script, env=None):
+    """bash -c SCRIPT in the container; returns stdout."""
+    options = [f"--env={key}={value}" for key, value in (env or {}).items()]
+    return run(["docker", "exec", *options, CONTAINER, "bash", "-euo", "pipefail", "-c", script])
+
+
+def playbook(name, *args):
+    return run(["ansible-playbook", str(ROOT / "playbooks" / name), *args])
+
+
+def container_vars(image):
+    return ["-e", f"pypi_demo_container={CONTAINER}", "-e", f"pypi_demo_image={image}",
+            "-e", '{"pypi_demo_published_ports": []}']
+
+
+def provision(extra_vars):
+    """Two site.yml runs on the fresh container: seconds of each, and what the second changed."""
+    args = ["-i", str(INVENTORY)] + (["-e", f"@{extra_vars}"] if extra_vars else [])
+    timings = []
+    for _ in range(2):
+        started = time.monotonic()
+        output = playbook("site.yml", *args)
+        timings.append(time.monotonic() - started)
+    changed = sum(int(n) for n in re.findall(r"\bchanged=(\d+)", output))
+    return timings[0], timings[1], changed
+
+
+def prepare_host(args):
+    """Load tool, synthetic set, the static ceiling and the standalone server."""
+    run(["docker", "cp", str(FILES), f"{CONTAINER}:{TOOLS_DIR}"])
+    inside("apt-get install -y -qq wrk > /dev/null && python3 -m venv " + CLIENT_VENV)
+    count = inside(
+        f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
+        f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
+        f" && chown -R www-data:www-data {PACKAGES}")
+    inside(f"cp {TOOLS_DIR}/bench-static.conf /etc/apache2/sites-available/"
+           " && a2ensite -q bench-static && apache2ctl configtest && systemctl reload apache2")
+    inside(f"systemd-run --quiet --unit={STANDALONE_UNIT} --property=User=www-data"
+           f" /opt/pypi-index/venv/bin/pypi-server run --host 127.0.0.1 --port 8082 --backend simple-dir {PACKAGES}"
+           " && for _ in $(seq 100); do python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8082/health\")'"
+           " 2>/dev/null && exit 0; sleep 0.2; done; exit 1")
+    return int(count)
+
+
+def check_pages(base):
+    """What each server answers is the same index, so that the figures compare like with like."""
+    probe = f"python3 {TOOLS_DIR}/probe.py expect"
+    inside(f"{probe} {base}/simple/ bench-pkg-0001"
+           f" && {probe} {base}/simple/bench-pkg-0000/ 'bench_pkg_0000-1.0.0-py3-none-any.whl#sha256='")
+
+
+def wrk(url, args, script=None):
+    """Requests per second wrk measures; any non-2xx answer or socket error invalidates the run."""
+    options = ["-s", f"{TOOLS_DIR}/{script}"] if script else []
+    output = inside(shlex.join(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
+                                "--timeout", "60s", *options, url]),
+                    env={"BENCH_PROJECTS": args.projects})
+    problems = re.findall(r"(Non-2xx or 3xx responses: \d+|Socket errors: .*)", output)
+    if problems:
+        sys.exit(f"wrk {url}: {problems}\n{output}")
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+
+def pip_seconds(base, runs):
+    """Median wall time of a fresh `pip install bench-app` (20 dependencies), with no cache."""
+    timings = []
+    for _ in range(runs):
+        output = inside(
+            "rm -rf /tmp/bench-target && TIMEFORMAT=%R && { time "
+            f"{CLIENT_VENV}/bin/pip install --quiet --no-cache-dir --disable-pip-version-check"
+            f" --index-url {base}/simple/ --target /tmp/bench-target bench-app > /dev/null; }} 2>&1"
+            " && python3 -c 'import sys; sys.path.insert(0, \"/tmp/bench-target\"); import bench_app'")
+        timings.append(float(output.strip().splitlines()[-1]))
+    return statistics.median(timings)
+
+
+def measure(args):
+    results = {}
+    for server, base in SERVERS.items():
+        log(f"measuring {server} ({base})")
+        check_pages(base)
+        results[server] = {
+            "simple": wrk(f"{base}/simple/", args),
+            "project": wrk(f"{base}/simple/bench-pkg-0001/", args),
+            "projects": wrk(f"{base}/", args, script="random-project.lua"),
+            "small": wrk(f"{base}/packages/bench_pkg_0001-1.0.0-py3-none-any.whl", args),
+            "big": wrk(f"{base}/packages/bench_big-1.0.0-py3-none-any.whl", args),
+            "pip": pip_seconds(base, args.pip_runs),
+        }
+        log(f"{server}: {results[server]}")
+    return results
+
+
+def freshness():
+    """Seconds from a finished upload to the new file on a project page that was just served."""
+    users = yaml.safe_load((INVENTORY / "group_vars/pypi_servers/main.yml").read_text())["pypi_index_upload_users"]
+    base = SERVERS["index"]
+    inside(f"python3 {TOOLS_DIR}/probe.py expect {base}/simple/bench-pkg-0000/ bench_pkg_0000")
+    output = inside(shlex.join(["python3", f"{TOOLS_DIR}/probe.py", "fresh", base,
+                                f"{PROBE_DIR}/bench_pkg_0000-9.9.9-py3-none-any.whl",
+                                users[0]["name"], users[0]["password"]]))
+    return float(output)
+
+
+def memory_mib():
+    """Resident memory of each application server after the load."""
+    output = inside("ps -eo rss=,args= | grep -E '^ *[0-9]+ (\\(wsgi:pypi-index\\)|.*pypi-server run)' || true")
+    totals = {"index": 0, "standalone": 0}
+    for line in output.splitlines():
+        rss, command = line.split(None, 1)
+        totals["index" if "wsgi:pypi-index" in command else "standalone"] += int(rss)
+    return {server: kib / 1024 for server, kib in totals.items()}
+
+
+def machine(file_count):
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) // 1024 // 1024
+    versions = inside(
+        "printf 'Debian %s; ' \"$(cat /etc/debian_version)\";"
+        " apache2 -v | sed -n 's/^Server version: //p' | tr '\\n' ';';"
+        " printf ' pypiserver %s; ' \"$(/opt/pypi-index/venv/bin/pip show pypiserver | sed -n 's/^Version: //p')\";"
+        " { wrk -v 2>&1 || true; } | head -1 | cut -d' ' -f1-2")
+    return {
+        "CPU": f"{os.cpu_count()} × {cpu}",
+        "memory": f"{memory} GiB",
+        "kernel": platform.release(),
+        "container": versions.strip(),
+        "package files": f"{file_count:,}",
+    }
+
+
+def met(measure, value):
+    if measure.target is None:
+        return ""
+    ok = value >= measure.target if measure.higher_is_better else value <= measure.target
+    return "yes" if ok else "NO"
+
+
+def report(out, args, results, provisioning, fresh, memory, described):
+    rows = []
+    for measure in MEASURES:
+        static = results["static"][measure.key]
+        index, standalone = results["index"][measure.key], results["standalone"][measure.key]
+        target = "" if measure.target is None else f"{'≥' if measure.higher_is_better else '≤'} {measure.target}"
+        rows.append({
+            "measure": measure.label, "unit": measure.unit,
+            "static": f"{static:.2f}", "index": f"{index:.2f}", "standalone": f"{standalone:.2f}",
+            "index/static": f"{index / static:.3f}", "standalone/static": f"{standalone / static:.3f}",
+            "target": target, "met": met(measure, index / static),
+        })
+    fresh_seconds, rerun_seconds, rerun_changed = provisioning
+    for label, value, limit in (("fresh upload listed", fresh, 5),
+                                ("fresh provision (site.yml)", fresh_seconds, 180),
+                                (f"no-change re-run (changed={rerun_changed})", rerun_seconds, 30)):
+        ok = value <= limit and (rerun_changed == 0 or "re-run" not in label)
+        rows.append({"measure": label, "unit": "s", "static": "", "index": f"{value:.2f}", "standalone": "",
+                     "index/static": "", "standalone/static": "", "target": f"≤ {limit} s",
+                     "met": "yes" if ok else "NO"})
+    rows.append({"measure": "resident memory of the application", "unit": "MiB", "static": "",
+                 "index": f"{memory['index']:.0f}", "standalone": f"{memory['standalone']:.0f}",
+                 "index/static": "", "standalone/static": "", "target": "", "met": ""})
+
+    with open(out / "results.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    header = list(rows[0])
+    lines = [
+        "# Benchmark results", "",
+        f"`make bench` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; settings: "
+        f"{args.projects} projects × {args.versions} versions, wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.duration}s, pip median of {args.pip_runs}, extra vars: {args.extra_vars or 'none (role defaults)'}.",
+        "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
+    ]
+    lines += ["| " + " | ".join(row[key] for key in header) + " |" for row in rows]
+    lines += ["", "## Machine", ""] + [f"- {key}: {value}" for key, value in described.items()]
+    lines += ["", "![speed relative to static](chart.png)", ""]
+    (out / "results.md").write_text("\n".join(lines))
+    chart(out / "chart.png", results)
+    return rows
+
+
+def chart(path, results):
+    """Speed relative to static Apache (log scale; 1 is the ceiling), with each target."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def speed(server, measure):
+        value, static = results[server][measure.key], results["static"][measure.key]
+        return value / static if measure.higher_is_better else static / value
+
+    labels = [measure.label for measure in MEASURES]
+    positions = range(len(MEASURES))
+    figure, axes = plt.subplots(figsize=(9, 4.5))
+    for offset, server in ((-0.2, "index"), (0.2, "standalone")):
+        axes.barh([p + offset for p in positions], [speed(server, m) for m in MEASURES], height=0.4, label=server)
+    for position, measure in zip(positions, MEASURES):
+        if measure.target is not None:
+            goal = measure.target if measure.higher_is_better else 1 / measure.target
+            axes.plot([goal, goal], [position - 0.45, position + 0.45], color="black", linewidth=2)
+    axes.axvline(1, color="grey", linestyle="--", label="static Apache")
+    axes.set_xscale("log")
+    axes.set_yticks(list(positions), labels)
+    axes.invert_yaxis()
+    axes.set_xlabel("speed relative to static Apache (black bars: targets)")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=2000)
+    parser.add_argument("--versions", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="200 projects × 3 versions, 5 s per figure")
+    parser.add_argument("--duration", type=int, default=10, help="seconds of load per figure")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--pip-runs", type=int, default=3)
+    parser.add_argument("--image", default="pypi-index/debian:12")
+    parser.add_argument("--extra-vars", type=Path, help="a vars file for site.yml, e.g. bench/profiles/guide.yml")
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    parser.add_argument("--keep", action="store_true", help="leave the container running")
+    args = parser.parse_args()
+    if args.quick:
+        args.projects, args.versions, args.duration = 200, 3, 5
+    return args
+
+
+def main():
+    args = parse_args()
+    out = args.out / datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True)
+    playbook("demo-destroy.yml", *container_vars(args.image))
+    try:
+        playbook("stand-in-host.yml", *container_vars(args.image))
+        log("provisioning (fresh, then again)")
+        provisioning = provision(args.extra_vars)
+        log(f"provision {provisioning[0]:.1f} s, re-run {provisioning[1]:.1f} s, changed={provisioning[2]}")
+        file_count = prepare_host(args)
+        log(f"{file_count} package files")
+        results = measure(args)
+        fresh = freshness()
+        memory = memory_mib()
+        rows = report(out, args, results, provisioning, fresh, memory, machine(file_count))
+    finally:
+        if not args.keep:
+            playbook("demo-destroy.yml", *container_vars(args.image))
+    for row in rows:
+        print(" | ".join(row.values()))
+    log(f"report: {out}/results.md")
+
+
+if __name__ == "__main__":
+    main()
