@@ -52,14 +52,15 @@ class Measure:
     unit: str
     higher_is_better: bool
     target: float | None = None
+    path: str = ""
 
 
 MEASURES = [
-    Measure("simple", "/simple/", "req/s", True),
-    Measure("project", "/simple/<name>/, one project", "req/s", True, 0.5),
+    Measure("simple", "/simple/", "req/s", True, path="/simple/"),
+    Measure("project", "/simple/<name>/, one project", "req/s", True, 0.5, "/simple/bench-pkg-0001/"),
     Measure("projects", "/simple/<name>/, random projects", "req/s", True),
-    Measure("small", "download, 2 KiB wheel", "req/s", True, 0.9),
-    Measure("big", "download, 10 MiB wheel", "req/s", True, 0.9),
+    Measure("small", "download, 2 KiB wheel", "req/s", True, 0.9, "/packages/bench_pkg_0001-1.0.0-py3-none-any.whl"),
+    Measure("big", "download, 10 MiB wheel", "req/s", True, 0.9, "/packages/bench_big-1.0.0-py3-none-any.whl"),
     Measure("pip", "pip install, 20 dependencies", "s", False, 1.5),
 ]
 
@@ -110,10 +111,14 @@ def prepare_host(args):
         f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
         f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
         f" && chown -R www-data:www-data {PACKAGES}")
+    # The path unit already rebuilt the pages while the files landed; one more
+    # run, waited for, makes sure they are complete before anything is measured.
+    if inside("systemctl is-enabled pypi-index-pages.path || true").strip() == "enabled":
+        inside("systemctl start pypi-index-pages.service")
     inside(f"cp {TOOLS_DIR}/bench-static.conf /etc/apache2/sites-available/"
            " && a2ensite -q bench-static && apache2ctl configtest && systemctl reload apache2")
     inside(f"systemd-run --quiet --unit={STANDALONE_UNIT} --property=User=www-data"
-           f" /opt/pypi-index/venv/bin/pypi-server run --host 127.0.0.1 --port 8082 --backend simple-dir {PACKAGES}"
+           f" /opt/pypi-index/venv/bin/pypi-server run --host 127.0.0.1 --port 8082 {PACKAGES}"
            " && for _ in $(seq 100); do python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8082/health\")'"
            " 2>/dev/null && exit 0; sleep 0.2; done; exit 1")
     return int(count)
@@ -138,33 +143,37 @@ def wrk(url, args, script=None):
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
 
 
-def pip_seconds(base, runs):
-    """Median wall time of a fresh `pip install bench-app` (20 dependencies), with no cache."""
-    timings = []
-    for _ in range(runs):
-        output = inside(
-            "rm -rf /tmp/bench-target && TIMEFORMAT=%R && { time "
-            f"{CLIENT_VENV}/bin/pip install --quiet --no-cache-dir --disable-pip-version-check"
-            f" --index-url {base}/simple/ --target /tmp/bench-target bench-app > /dev/null; }} 2>&1"
-            " && python3 -c 'import sys; sys.path.insert(0, \"/tmp/bench-target\"); import bench_app'")
-        timings.append(float(output.strip().splitlines()[-1]))
-    return statistics.median(timings)
+def pip_seconds(base):
+    """Wall time of a fresh `pip install bench-app` (20 dependencies), with no cache."""
+    output = inside(
+        "rm -rf /tmp/bench-target && TIMEFORMAT=%R && { time "
+        f"{CLIENT_VENV}/bin/pip install --quiet --no-cache-dir --disable-pip-version-check"
+        f" --index-url {base}/simple/ --target /tmp/bench-target bench-app > /dev/null; }} 2>&1"
+        " && python3 -c 'import sys; sys.path.insert(0, \"/tmp/bench-target\"); import bench_app'")
+    return float(output.strip().splitlines()[-1])
 
 
-def measure(args):
-    results = {}
-    for server, base in SERVERS.items():
-        log(f"measuring {server} ({base})")
+def load(measure, base, args):
+    """One figure of one server: requests per second, or seconds of pip."""
+    if measure.key == "pip":
+        return pip_seconds(base)
+    if measure.key == "projects":
+        return wrk(f"{base}/", args, script="random-project.lua")
+    return wrk(f"{base}{measure.path}", args)
+
+
+def measure_all(args):
+    """The median of --rounds rounds; each round measures the three servers back to back,
+    so that a slow spell of the machine weighs on all of them alike."""
+    for base in SERVERS.values():
         check_pages(base)
-        results[server] = {
-            "simple": wrk(f"{base}/simple/", args),
-            "project": wrk(f"{base}/simple/bench-pkg-0001/", args),
-            "projects": wrk(f"{base}/", args, script="random-project.lua"),
-            "small": wrk(f"{base}/packages/bench_pkg_0001-1.0.0-py3-none-any.whl", args),
-            "big": wrk(f"{base}/packages/bench_big-1.0.0-py3-none-any.whl", args),
-            "pip": pip_seconds(base, args.pip_runs),
-        }
-        log(f"{server}: {results[server]}")
+    results = {server: {} for server in SERVERS}
+    for measure in MEASURES:
+        rounds = [{server: load(measure, base, args) for server, base in SERVERS.items()}
+                  for _ in range(args.rounds)]
+        for server in SERVERS:
+            results[server][measure.key] = statistics.median(figures[server] for figures in rounds)
+        log(f"{measure.label}: " + ", ".join(f"{server} {results[server][measure.key]:.2f}" for server in SERVERS))
     return results
 
 
@@ -248,7 +257,7 @@ def report(out, args, results, provisioning, fresh, memory, described):
         "# Benchmark results", "",
         f"`make bench` on {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC; settings: "
         f"{args.projects} projects × {args.versions} versions, wrk -t{args.threads} -c{args.connections} "
-        f"-d{args.duration}s, pip median of {args.pip_runs}, extra vars: {args.extra_vars or 'none (role defaults)'}.",
+        f"-d{args.duration}s, median of {args.rounds} rounds, extra vars: {args.extra_vars or 'none (role defaults)'}.",
         "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header),
     ]
     lines += ["| " + " | ".join(row[key] for key in header) + " |" for row in rows]
@@ -292,18 +301,18 @@ def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--projects", type=int, default=2000)
     parser.add_argument("--versions", type=int, default=10)
-    parser.add_argument("--quick", action="store_true", help="200 projects × 3 versions, 5 s per figure")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per figure")
+    parser.add_argument("--quick", action="store_true", help="200 projects × 3 versions, one round")
+    parser.add_argument("--duration", type=int, default=5, help="seconds of load per figure and round")
+    parser.add_argument("--rounds", type=int, default=3, help="each figure is the median of this many rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--pip-runs", type=int, default=3)
     parser.add_argument("--image", default="pypi-index/debian:12")
     parser.add_argument("--extra-vars", type=Path, help="a vars file for site.yml, e.g. bench/profiles/guide.yml")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     parser.add_argument("--keep", action="store_true", help="leave the container running")
     args = parser.parse_args()
     if args.quick:
-        args.projects, args.versions, args.duration = 200, 3, 5
+        args.projects, args.versions, args.rounds = 200, 3, 1
     return args
 
 
@@ -318,8 +327,8 @@ def main():
         provisioning = provision(args.extra_vars)
         log(f"provision {provisioning[0]:.1f} s, re-run {provisioning[1]:.1f} s, changed={provisioning[2]}")
         file_count = prepare_host(args)
-        log(f"{file_count} package files")
-        results = measure(args)
+        log(f"{file_count} package files; measuring")
+        results = measure_all(args)
         fresh = freshness()
         memory = memory_mib()
         rows = report(out, args, results, provisioning, fresh, memory, machine(file_count))

@@ -66,9 +66,9 @@ def client_env(**extra):
 def twine_upload(url, files, user, password, cert=None):
     """Upload with twine as a user would, the password from the environment.
 
-    A successful upload returns once the index lists every file: Apache keeps
-    index pages for pypi_index_page_cache_seconds, so a page served just
-    before may not show it yet.
+    A successful upload returns once the index lists every file: the /simple/
+    pages are static files, rebuilt by a systemd path unit just after a file
+    lands, so for a moment they may not show it yet.
     """
     env = client_env(TWINE_USERNAME=user, TWINE_PASSWORD=password,
                      PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")

@@ -1,0 +1,144 @@
+"""Write the index's PEP 503 pages (/simple/) as static files for Apache to serve.
+
+pypi-index-pages.path runs it (through pypi-index-pages.service) whenever a
+package root changes, and the role runs it once per play. The roots are
+listed with pypiserver's own code, so the pages name exactly what pypiserver
+would; a file is hashed again only when its size or mtime changed. Prints
+how many pages it wrote and removed.
+"""
+
+import argparse
+import hashlib
+import html
+import json
+import os
+import shutil
+import tempfile
+import urllib.parse
+from pathlib import Path
+
+from pypiserver.backend import listdir
+
+# A package written while a run reads the roots makes the pages stale: read
+# them again, up to this many times, until nothing moved under the run.
+PASSES = 10
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        <meta charset="utf-8">
+        <title>{title}</title>
+    </head>
+    <body>
+        <h1>{title}</h1>
+{links}    </body>
+</html>
+"""
+
+
+def scan(roots):
+    """Every package file pypiserver lists, with its stat, by normalized project name."""
+    projects = {}
+    for root in roots:
+        for package in listdir(Path(root)):
+            stat = os.stat(package.fn)
+            projects.setdefault(package.pkgname_norm, []).append((package, stat.st_size, stat.st_mtime_ns))
+    return projects
+
+
+def file_digest(path, algo):
+    digest = hashlib.new(algo)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fragment(entry, algo, hashes):
+    """#<algo>=<hex> for one file, from the previous run's hash while size and mtime still match."""
+    if not algo:
+        return ""
+    package, size, mtime = entry
+    known = hashes.get(package.fn)
+    if known is None or known[:2] != [size, mtime]:
+        known = hashes[package.fn] = [size, mtime, file_digest(package.fn, algo)]
+    return f"#{algo}={known[2]}"
+
+
+def project_page(name, entries, algo, hashes):
+    entries = sorted(entries, key=lambda entry: (entry[0].parsed_version, entry[0].relfn))
+    links = "".join(
+        f'            <a href="../../packages/{urllib.parse.quote(entry[0].relfn_unix)}'
+        f'{fragment(entry, algo, hashes)}">{html.escape(os.path.basename(entry[0].relfn_unix))}</a><br>\n'
+        for entry in entries
+    )
+    return PAGE.format(title=f"Links for {html.escape(name)}", links=links)
+
+
+def index_page(names):
+    links = "".join(f'            <a href="{urllib.parse.quote(name)}/">{html.escape(name)}</a><br>\n'
+                    for name in sorted(names))
+    return PAGE.format(title="Simple Index", links=links)
+
+
+def write(path, text):
+    """Replace path with text atomically, unless it already holds it; True when written."""
+    try:
+        if path.read_text() == text:
+            return False
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", delete=False) as handle:
+        handle.write(text)
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)
+    return True
+
+
+def build(out, projects, algo, hashes):
+    written = sum(write(out / name / "index.html", project_page(name, entries, algo, hashes))
+                  for name, entries in projects.items())
+    written += write(out / "index.html", index_page(projects))
+    gone = [path for path in out.iterdir() if path.is_dir() and path.name not in projects]
+    for path in gone:
+        shutil.rmtree(path)
+    return written, len(gone)
+
+
+def signature(projects):
+    return {(entry[0].fn, entry[1], entry[2]) for entries in projects.values() for entry in entries}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="directory the pages go to")
+    parser.add_argument("--state", type=Path, required=True, help="JSON file of the hashes already computed")
+    parser.add_argument("--hash-algo", default="sha256", help="hashlib name for the #fragment; empty for none")
+    parser.add_argument("roots", nargs="+")
+    args = parser.parse_args()
+
+    try:
+        state = json.loads(args.state.read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    hashes = state.get("hashes", {}) if state.get("algo") == args.hash_algo else {}
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    written = removed = 0
+    projects = scan(args.roots)
+    for _ in range(PASSES):
+        pass_written, pass_removed = build(args.out, projects, args.hash_algo, hashes)
+        written, removed = written + pass_written, removed + pass_removed
+        again = scan(args.roots)
+        if signature(again) == signature(projects):
+            break
+        projects = again
+
+    listed = {entry[0].fn for entries in projects.values() for entry in entries}
+    write(args.state, json.dumps({"algo": args.hash_algo,
+                                  "hashes": {fn: known for fn, known in hashes.items() if fn in listed}}))
+    print(json.dumps({"written": written, "removed": removed}))
+
+
+if __name__ == "__main__":
+    main()
