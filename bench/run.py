@@ -111,10 +111,11 @@ def prepare_host(args):
         f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
         f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
         f" && chown -R www-data:www-data {PACKAGES}")
-    # The path unit already rebuilt the pages while the files landed; one more
-    # run, waited for, makes sure they are complete before anything is measured.
-    if inside("systemctl is-enabled pypi-index-pages.path || true").strip() == "enabled":
-        inside("systemctl start pypi-index-pages.service")
+    # The page service rebuilds the pages while the files land; restarting it
+    # waits for nothing, so wait until the last project is listed.
+    if inside("systemctl is-active pypi-index-pages.service || true").strip() == "active":
+        inside(f"for _ in $(seq 600); do test -f /var/cache/pypi-index/simple/bench-big/index.html && exit 0;"
+               " sleep 0.1; done; exit 1")
     inside(f"cp {TOOLS_DIR}/bench-static.conf /etc/apache2/sites-available/"
            " && a2ensite -q bench-static && apache2ctl configtest && systemctl reload apache2")
     inside(f"systemd-run --quiet --unit={STANDALONE_UNIT} --property=User=www-data"

@@ -67,8 +67,8 @@ def twine_upload(url, files, user, password, cert=None):
     """Upload with twine as a user would, the password from the environment.
 
     A successful upload returns once the index lists every file: the /simple/
-    pages are static files, rebuilt by a systemd path unit just after a file
-    lands, so for a moment they may not show it yet.
+    pages are static files, rebuilt by a service just after a file lands, so
+    for a moment they may not show it yet.
     """
     env = client_env(TWINE_USERNAME=user, TWINE_PASSWORD=password,
                      PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")

@@ -1,27 +1,34 @@
 """Write the index's PEP 503 pages (/simple/) as static files for Apache to serve.
 
-pypi-index-pages.path runs it (through pypi-index-pages.service) whenever a
-package root changes, and the role runs it once per play. The roots are
-listed with pypiserver's own code, so the pages name exactly what pypiserver
-would; a file is hashed again only when its size or mtime changed. Prints
+The role runs it once per play; pypi-index-pages.service runs it with
+--watch, and it then rebuilds the pages whenever a file in a package root is
+closed after writing, renamed or deleted. The roots are listed with
+pypiserver's own code, so the pages name exactly what pypiserver would; a
+file is hashed again only when its size or mtime changed. Each build prints
 how many pages it wrote and removed.
 """
 
 import argparse
+import ctypes
 import hashlib
 import html
 import json
 import os
+import select
 import shutil
 import tempfile
+import time
 import urllib.parse
 from pathlib import Path
 
 from pypiserver.backend import listdir
 
-# A package written while a run reads the roots makes the pages stale: read
-# them again, up to this many times, until nothing moved under the run.
-PASSES = 10
+# inotify(7): what makes a package appear, change or go.
+IN_CLOSE_WRITE, IN_MOVED_FROM, IN_MOVED_TO, IN_DELETE = 0x08, 0x40, 0x80, 0x200
+# A burst of uploads (or a restore) becomes one build once the roots have
+# been quiet this long, or after the longer wait at most.
+QUIET_SECONDS = 0.1
+MOST_SECONDS = 1.0
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -105,8 +112,54 @@ def build(out, projects, algo, hashes):
     return written, len(gone)
 
 
-def signature(projects):
-    return {(entry[0].fn, entry[1], entry[2]) for entries in projects.values() for entry in entries}
+def build_all(args):
+    """One build of every page; the hashes already computed are kept in the state file."""
+    try:
+        state = json.loads(args.state.read_text())
+    except (FileNotFoundError, ValueError):
+        state = {}
+    hashes = state.get("hashes", {}) if state.get("algo") == args.hash_algo else {}
+    args.out.mkdir(parents=True, exist_ok=True)
+    projects = scan(args.roots)
+    written, removed = build(args.out, projects, args.hash_algo, hashes)
+    listed = {entry[0].fn for entries in projects.values() for entry in entries}
+    write(args.state, json.dumps({"algo": args.hash_algo,
+                                  "hashes": {fn: known for fn, known in hashes.items() if fn in listed}}))
+    print(json.dumps({"written": written, "removed": removed}), flush=True)
+
+
+def inotify(roots):
+    """A non-blocking inotify descriptor watching the roots. Events that arrive
+    during a build wait in the kernel's queue, so no change is missed."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    descriptor = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if descriptor < 0:
+        raise OSError(ctypes.get_errno(), "inotify_init1")
+    for root in roots:
+        if libc.inotify_add_watch(descriptor, os.fsencode(root),
+                                  IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE) < 0:
+            raise OSError(ctypes.get_errno(), f"inotify_add_watch {root}")
+    return descriptor
+
+
+def drain(descriptor):
+    try:
+        while os.read(descriptor, 1 << 16):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def watch(args):
+    descriptor = inotify(args.roots)
+    build_all(args)
+    while True:
+        select.select([descriptor], [], [])
+        deadline = time.monotonic() + MOST_SECONDS
+        drain(descriptor)
+        while time.monotonic() < deadline and select.select([descriptor], [], [], QUIET_SECONDS)[0]:
+            drain(descriptor)
+        build_all(args)
 
 
 def main():
@@ -114,30 +167,11 @@ def main():
     parser.add_argument("--out", type=Path, required=True, help="directory the pages go to")
     parser.add_argument("--state", type=Path, required=True, help="JSON file of the hashes already computed")
     parser.add_argument("--hash-algo", default="sha256", help="hashlib name for the #fragment; empty for none")
+    parser.add_argument("--watch", action="store_true", help="build, then build again on every change")
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
 
-    try:
-        state = json.loads(args.state.read_text())
-    except (FileNotFoundError, ValueError):
-        state = {}
-    hashes = state.get("hashes", {}) if state.get("algo") == args.hash_algo else {}
-    args.out.mkdir(parents=True, exist_ok=True)
-
-    written = removed = 0
-    projects = scan(args.roots)
-    for _ in range(PASSES):
-        pass_written, pass_removed = build(args.out, projects, args.hash_algo, hashes)
-        written, removed = written + pass_written, removed + pass_removed
-        again = scan(args.roots)
-        if signature(again) == signature(projects):
-            break
-        projects = again
-
-    listed = {entry[0].fn for entries in projects.values() for entry in entries}
-    write(args.state, json.dumps({"algo": args.hash_algo,
-                                  "hashes": {fn: known for fn, known in hashes.items() if fn in listed}}))
-    print(json.dumps({"written": written, "removed": removed}))
+    (watch if args.watch else build_all)(args)
 
 
 if __name__ == "__main__":
