@@ -304,7 +304,7 @@ def parse_args():
     parser.add_argument("--versions", type=int, default=10)
     parser.add_argument("--quick", action="store_true", help="200 projects × 3 versions, one round")
     parser.add_argument("--duration", type=int, default=5, help="seconds of load per figure and round")
-    parser.add_argument("--rounds", type=int, default=3, help="each figure is the median of this many rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="each figure is the median of this many rounds")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--image", default="pypi-index/debian:12")
