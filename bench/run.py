@@ -233,7 +233,7 @@ def report(out, args, results, provisioning, fresh, memory, described):
         rows.append({
             "measure": measure.label, "unit": measure.unit,
             "static": f"{static:.2f}", "index": f"{index:.2f}", "standalone": f"{standalone:.2f}",
-            "index/static": f"{index / static:.3f}", "standalone/static": f"{standalone / static:.3f}",
+            "index/static": f"{index / static:.3g}", "standalone/static": f"{standalone / static:.3g}",
             "target": target, "met": met(measure, index / static),
         })
     fresh_seconds, rerun_seconds, rerun_changed = provisioning
@@ -293,7 +293,7 @@ def chart(path, results):
     axes.set_yticks(list(positions), labels)
     axes.invert_yaxis()
     axes.set_xlabel("speed relative to static Apache (black bars: targets)")
-    axes.legend(loc="lower right")
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
 
