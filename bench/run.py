@@ -111,8 +111,8 @@ def prepare_host(args):
         f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
         f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
         f" && chown -R www-data:www-data {PACKAGES}")
-    # The page service rebuilds the pages while the files land; restarting it
-    # waits for nothing, so wait until the last project is listed.
+    # The page service rebuilds the pages as the files land: wait until it has
+    # listed the project written last.
     if inside("systemctl is-active pypi-index-pages.service || true").strip() == "active":
         inside(f"for _ in $(seq 600); do test -f /var/cache/pypi-index/simple/bench-big/index.html && exit 0;"
                " sleep 0.1; done; exit 1")
