@@ -136,8 +136,8 @@ def http_status(url, method="GET", data=None, headers=None, cafile=None):
     return http_response(url, method, data, headers, cafile)[0]
 
 
-def raw_upload_status(url, path, credentials=None, cafile=None):
-    """Status of a bare multipart upload, as a client that sends no password would get."""
+def upload_form(file_name, content, credentials=None):
+    """(body, headers) of the multipart upload twine sends, without twine's metadata fields."""
     boundary = uuid.uuid4().hex
     fields = {":action": "file_upload", "protocol_version": "1"}
     body = b"".join(
@@ -145,12 +145,18 @@ def raw_upload_status(url, path, credentials=None, cafile=None):
         for key, value in fields.items()
     )
     body += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{file_name}"\r\n'
         "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     if credentials:
         headers["Authorization"] = basic_auth(credentials)
+    return body, headers
+
+
+def raw_upload_status(url, path, credentials=None, cafile=None):
+    """Status of a bare multipart upload, as a client that sends no password would get."""
+    body, headers = upload_form(path.name, path.read_bytes(), credentials)
     return http_status(f"{url}/", method="POST", data=body, headers=headers, cafile=cafile)
 
 
@@ -165,12 +171,18 @@ def pip(python, *args):
     return run([str(python), "-m", "pip", "--isolated", "--disable-pip-version-check", *args], env=client_env())
 
 
-def status_from_inside(host, path):
-    """Status of a GET sent from inside the index host itself (source 127.0.0.1), over plain HTTP."""
+def status_from_inside(host, path, data=None, headers=None):
+    """Status of a request sent from inside the index host itself (source 127.0.0.1), over plain HTTP.
+
+    The host has no twine or curl: its own python3 sends it (a POST when data is given).
+    """
     script = f"""
-import urllib.request, urllib.error
+import base64, urllib.request, urllib.error
+data = {None if data is None else b64encode(data).decode()!r}
+request = urllib.request.Request("http://127.0.0.1{path}", headers={headers or {}!r},
+                                 data=None if data is None else base64.b64decode(data))
 try:
-    print(urllib.request.urlopen("http://127.0.0.1{path}", timeout=30).status)
+    print(urllib.request.urlopen(request, timeout=30).status)
 except urllib.error.HTTPError as error:
     print(error.code)
 """
@@ -178,29 +190,9 @@ except urllib.error.HTTPError as error:
 
 
 def upload_from_inside(host, filename, credentials):
-    """Status of an upload sent from inside the index host itself (source 127.0.0.1).
-
-    The host has no twine, so its own python3 posts the multipart form.
-    """
-    script = f"""
-import base64, urllib.request, urllib.error
-boundary = "b0undary"
-body = (
-    f"--{{boundary}}\\r\\nContent-Disposition: form-data; name=\\":action\\"\\r\\n\\r\\nfile_upload\\r\\n"
-    f"--{{boundary}}\\r\\nContent-Disposition: form-data; name=\\"content\\"; filename=\\"{filename}\\"\\r\\n\\r\\n"
-    "not really a tarball\\r\\n"
-    f"--{{boundary}}--\\r\\n"
-).encode()
-request = urllib.request.Request("http://127.0.0.1/", data=body, method="POST", headers={{
-    "Content-Type": f"multipart/form-data; boundary={{boundary}}",
-    "Authorization": "Basic " + base64.b64encode({":".join(credentials)!r}.encode()).decode(),
-}})
-try:
-    print(urllib.request.urlopen(request, timeout=30).status)
-except urllib.error.HTTPError as error:
-    print(error.code)
-"""
-    return int(host.check_output("python3 -c %s", script))
+    """Status of an upload sent from inside the index host itself; pypiserver only reads the name."""
+    body, headers = upload_form(filename, b"not really a tarball", credentials)
+    return status_from_inside(host, "/", body, headers)
 
 
 def molecule_host(name):
