@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 IMAGE_DEBIAN12 := pypi-index/debian:12
 IMAGE_DEBIAN13 := pypi-index/debian:13
 
-.PHONY: demo demo-destroy test bench lint molecule setup engine images
+.PHONY: demo demo-destroy test bench lint docs unit molecule setup engine images
 
 demo: setup images ## Provision the demo container and print how to use it
 	ansible-playbook playbooks/demo.yml -i inventories/local
@@ -20,7 +20,7 @@ demo: setup images ## Provision the demo container and print how to use it
 demo-destroy: setup engine ## Remove the demo container
 	ansible-playbook playbooks/demo-destroy.yml -i inventories/local
 
-test: setup images lint molecule ## Lint, then the Molecule suite
+test: setup lint unit images molecule ## Lint, the unit tests, then the Molecule suite
 
 # The benchmark (see README "Benchmark"); BENCH_ARGS=--quick for a small set.
 BENCH_STAMP := $(VENV)/.bench-installed
@@ -40,10 +40,19 @@ DEMO_VAULT_PASS := .cache/demo-vault-pass
 lint: setup
 	yamllint --strict .
 	ansible-lint
+	python scripts/role-docs.py --check
 	mkdir -p .cache && printf '%s\n' demo-vault-password > $(DEMO_VAULT_PASS)
 	ansible-inventory -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) --list > /dev/null
 	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
 	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml
+
+# The host tools' unit tests: seconds, no Docker.
+unit: setup
+	cd tools && python -m pytest -q
+
+# The roles' variable tables, from their argument specs.
+docs: setup
+	python scripts/role-docs.py
 
 molecule: setup images
 	molecule test --all

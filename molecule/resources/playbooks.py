@@ -8,8 +8,11 @@ import tempfile
 from pypi_client import PROJECT_DIR
 
 
-def run_playbook(name, extra_vars=None, verbose=False, limit=None, inventories=()):
+def run_playbook(name, extra_vars=None, verbose=False, limit=None, inventories=(), check=False):
     """ansible-playbook playbooks/NAME against Molecule's inventory (plus any given); returns the completed process.
+
+    The inventory is passed as its directory, as operators pass inventories/prod:
+    the client files and backups the roles write there must not be read as inventory.
 
     Extra vars travel in a file, as `-e @vars.json`, the way secrets from a
     Vault would: never on the command line.
@@ -21,13 +24,16 @@ def run_playbook(name, extra_vars=None, verbose=False, limit=None, inventories=(
         "ANSIBLE_FORCE_COLOR": "false",
         "ANSIBLE_NOCOLOR": "true",
     }
-    argv = ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT_DIR / "playbooks" / name)]
+    inventory_dir = os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"])
+    argv = ["ansible-playbook", "-i", inventory_dir, str(PROJECT_DIR / "playbooks" / name)]
     for inventory in inventories:
         argv += ["-i", str(inventory)]
     if limit:
         argv += ["--limit", limit]
     if verbose:
         argv.append("-v")
+    if check:
+        argv.append("--check")
     with tempfile.NamedTemporaryFile("w", suffix=".json") as vars_file:
         json.dump(extra_vars or {}, vars_file)
         vars_file.flush()

@@ -4,6 +4,7 @@ Every call goes through the real clients (build, twine, pip) or plain HTTP,
 against the index published on 127.0.0.1.
 """
 
+import json
 import os
 import re
 import ssl
@@ -21,6 +22,7 @@ import yaml
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DEMO_USERS = PROJECT_DIR / "inventories/local/group_vars/pypi_servers/upload_users.yml"
+ROLE_DEFAULTS = PROJECT_DIR / "roles/pypi_index/defaults/main.yml"
 
 
 def demo_users():
@@ -195,20 +197,24 @@ def upload_from_inside(host, filename, credentials):
     return status_from_inside(host, "/", body, headers)
 
 
-def molecule_host(name):
-    """A testinfra host for one instance of the running Molecule scenario."""
-    import testinfra
-
-    return testinfra.get_host(f"ansible://{name}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
-
-
 class Index:
-    """Where one Molecule host's index answers, from that host's inventory variables."""
+    """One Molecule host's index: where it answers (its inventory variables) and
+    where it keeps things (the role's defaults, which no test overrides)."""
 
     def __init__(self, host):
         variables = host.ansible.get_variables()
+        self.host = host
         self.name = variables["inventory_hostname"]
         self.url = variables["pypi_index_public_url"]
         # Only set for hosts whose port 80 is published (see host_vars).
         self.http_url = variables.get("molecule_http_url")
         self.ca = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "clients" / self.name / "ca.pem")
+        self.packages_dir = role_default("pypi_index_package_roots")[0]
+        self.htpasswd = role_default("pypi_index_htpasswd_path")
+        self.tls_dir = role_default("pypi_index_tls_dir")
+
+
+def role_default(name):
+    """A default of the pypi_index role, with the other defaults it names filled in."""
+    defaults = yaml.safe_load(ROLE_DEFAULTS.read_text())
+    return yaml.safe_load(re.sub(r"\{\{ (\w+) \}\}", lambda found: defaults[found.group(1)], json.dumps(defaults[name])))

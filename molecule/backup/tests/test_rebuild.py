@@ -11,18 +11,26 @@ from pathlib import Path
 import pytest
 import yaml
 from playbooks import changed_count, output, run_playbook
-from pypi_client import (Index, demo_users, fresh_venv, http_status, make_package, molecule_host, pip,
-                         twine_upload)
+from pypi_client import demo_users, fresh_venv, http_status, make_package, pip, twine_upload
 
-OLD, NEW = "pypi-index-old-debian12", "pypi-index-new-debian13"
-OLD_INDEX, NEW_INDEX = Index(molecule_host(OLD)), Index(molecule_host(NEW))
-BACKUPS = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "backups" / OLD
-PACKAGES_DIR = "/srv/pypi-index/packages"
 USER = demo_users()[0]
 
 
-def new_host():
-    return molecule_host(NEW)
+@pytest.fixture(scope="session")
+def old(server):
+    """The host that is filled, backed up and lost."""
+    return server
+
+
+@pytest.fixture(scope="session")
+def new(spare):
+    """The fresh host it is rebuilt onto."""
+    return spare
+
+
+@pytest.fixture(scope="session")
+def backups(old):
+    return Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "backups" / old.name
 
 
 @pytest.fixture(scope="module")
@@ -57,9 +65,9 @@ def upload_retrying(index, dist, deadline):
 
 
 @pytest.fixture(scope="module")
-def backup(dists, late_dists):
+def backup(old, backups, dists, late_dists):
     """Fill the old host, back it up three times (keeping two) while uploads go on."""
-    upload(OLD_INDEX, [f for f, _ in dists.values()])
+    upload(old, [f for f, _ in dists.values()])
 
     failures = []
 
@@ -67,7 +75,7 @@ def backup(dists, late_dists):
         deadline = time.monotonic() + 240
         try:
             for dist in (dist for files in late_dists for dist in files):
-                upload_retrying(OLD_INDEX, dist, deadline)
+                upload_retrying(old, dist, deadline)
         except AssertionError as error:
             failures.append(error)
 
@@ -75,48 +83,48 @@ def backup(dists, late_dists):
     uploader.start()
     try:
         for _ in range(3):
-            result = run_playbook("backup.yml", {"pypi_index_backup_keep": 2}, limit=OLD)
+            result = run_playbook("backup.yml", {"pypi_index_backup_keep": 2}, limit=old.name)
             assert result.returncode == 0, output(result)
             time.sleep(1)  # backups are named by the second
     finally:
         uploader.join()
     assert not failures, failures
-    kept = sorted(BACKUPS.iterdir())
+    kept = sorted(backups.iterdir())
     assert len(kept) == 2
     return kept[-1]
 
 
 @pytest.fixture(scope="module")
-def host_lost(backup):
-    subprocess.run(["docker", "rm", "--force", OLD], check=True, capture_output=True)
+def host_lost(old, backup):
+    subprocess.run(["docker", "rm", "--force", old.name], check=True, capture_output=True)
     return backup
 
 
-def rebuild(extra_vars, tmp_path):
+def rebuild(new, extra_vars, tmp_path):
     """site.yml on the new host, as if it replaced the old one in pypi_servers."""
     inventory = tmp_path / "rebuilt.yml"
-    inventory.write_text(yaml.safe_dump({"pypi_servers": {"hosts": {NEW: {}}}}))
-    return run_playbook("site.yml", extra_vars, limit=NEW, inventories=[inventory])
+    inventory.write_text(yaml.safe_dump({"pypi_servers": {"hosts": {new.name: {}}}}))
+    return run_playbook("site.yml", extra_vars, limit=new.name, inventories=[inventory])
 
 
 @pytest.fixture(scope="module")
-def restored(host_lost, tmp_path_factory):
-    result = rebuild({"pypi_index_restore": "latest", "pypi_index_backup_dir": str(BACKUPS)},
+def restored(new, backups, host_lost, tmp_path_factory):
+    result = rebuild(new, {"pypi_index_backup_restore": "latest", "pypi_index_backup_dir": str(backups)},
                      tmp_path_factory.mktemp("rebuild"))
     assert result.returncode == 0, output(result)
     return result
 
 
-def test_backup_holds_uploads_whole_or_not_at_all(backup, late_dists):
+def test_backup_holds_uploads_whole_or_not_at_all(old, backup, late_dists):
     listed = dict(reversed(line.split("  ", 1)) for line in (backup / "FILES.sha256").read_text().splitlines())
     for files in late_dists:
         for dist in files:
-            path = f"srv/pypi-index/packages/{dist.name}"
+            path = f"{old.packages_dir.lstrip('/')}/{dist.name}"
             if path in listed:
                 assert listed[path] == hashlib.sha256(dist.read_bytes()).hexdigest(), path
 
 
-def test_corrupt_backup_fails_before_any_change(host_lost, tmp_path):
+def test_corrupt_backup_fails_before_any_change(new, host_lost, tmp_path):
     corrupt = tmp_path / "corrupt" / host_lost.name
     shutil.copytree(host_lost, corrupt)
     archive = corrupt / "pypi-index.tar.gz"
@@ -124,39 +132,38 @@ def test_corrupt_backup_fails_before_any_change(host_lost, tmp_path):
     data[len(data) // 2] ^= 0xFF
     archive.write_bytes(bytes(data))
 
-    result = rebuild({"pypi_index_restore": "latest", "pypi_index_backup_dir": str(corrupt.parent)}, tmp_path)
+    result = rebuild(new, {"pypi_index_backup_restore": "latest", "pypi_index_backup_dir": str(corrupt.parent)},
+                     tmp_path)
 
     assert result.returncode != 0
     text = " ".join(output(result).split())
     assert "is corrupt" in text and "Nothing on the host was changed" in text
-    host = new_host()
-    assert not host.package("apache2").is_installed
-    assert not host.file("/srv/pypi-index").exists
+    assert not new.host.package("apache2").is_installed
+    assert not new.host.file(new.packages_dir).exists
 
 
-def test_every_file_comes_back_byte_identical(restored, dists):
-    host = new_host()
+def test_every_file_comes_back_byte_identical(new, restored, dists):
     for name, (_, digest) in dists.items():
-        assert host.file(f"{PACKAGES_DIR}/{name}").sha256sum == digest, name
+        assert new.host.file(f"{new.packages_dir}/{name}").sha256sum == digest, name
 
 
-def test_every_package_installs(restored, dists, tmp_path):
+def test_every_package_installs(new, restored, dists, tmp_path):
     python = fresh_venv(tmp_path / "client")
     for project in ("alpha_pkg", "beta_pkg", "gamma_pkg"):
-        installed = pip(python, "install", "--no-cache-dir", "--cert", NEW_INDEX.ca, "--index-url", f"{NEW_INDEX.url}/simple/",
+        installed = pip(python, "install", "--no-cache-dir", "--cert", new.ca, "--index-url", f"{new.url}/simple/",
                         f"{project}==1.0")
         assert installed.returncode == 0, installed.stdout + installed.stderr
 
 
-def test_clients_keep_trusting_the_restored_ca(restored):
-    assert http_status(f"{NEW_INDEX.url}/simple/", cafile=OLD_INDEX.ca) == 200
+def test_clients_keep_trusting_the_restored_ca(old, new, restored):
+    assert http_status(f"{new.url}/simple/", cafile=old.ca) == 200
 
 
-def test_old_credentials_upload_a_fresh_package(restored, tmp_path):
-    upload(NEW_INDEX, make_package(tmp_path, "after_rebuild", "1.0"))
+def test_old_credentials_upload_a_fresh_package(new, restored, tmp_path):
+    upload(new, make_package(tmp_path, "after_rebuild", "1.0"))
 
 
-def test_second_run_changes_nothing(restored, tmp_path):
-    again = rebuild({"pypi_index_restore": "latest", "pypi_index_backup_dir": str(BACKUPS)}, tmp_path)
+def test_second_run_changes_nothing(new, backups, restored, tmp_path):
+    again = rebuild(new, {"pypi_index_backup_restore": "latest", "pypi_index_backup_dir": str(backups)}, tmp_path)
     assert again.returncode == 0, output(again)
     assert changed_count(again) == 0, again.stdout

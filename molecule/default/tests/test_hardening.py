@@ -2,7 +2,7 @@
 
 import subprocess
 
-from pypi_client import demo_users, http_response, http_status
+from pypi_client import http_response, http_status
 
 
 def test_http_redirects_to_https(index):
@@ -35,8 +35,7 @@ def test_security_headers_are_sent(index):
     assert headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_oversize_upload_gets_413_and_leaves_nothing(host, index, tmp_path):
-    user = demo_users()[0]
+def test_oversize_upload_gets_413_and_leaves_nothing(host, index, uploader, tmp_path):
     big = tmp_path / "oversize-1.0.tar.gz"
     with big.open("wb") as handle:
         handle.truncate(101 * 1024 * 1024)
@@ -44,12 +43,12 @@ def test_oversize_upload_gets_413_and_leaves_nothing(host, index, tmp_path):
     # see the connection close.
     status = subprocess.run(
         ["curl", "--silent", "--output", "/dev/null", "--write-out", "%{http_code}", "--cacert", index.ca,
-         "--user", f"{user['name']}:{user['password']}", "--form", ":action=file_upload",
+         "--user", f"{uploader['name']}:{uploader['password']}", "--form", ":action=file_upload",
          "--form", f"content=@{big}", f"{index.url}/"],
         capture_output=True, text=True, check=False,
     ).stdout
     assert status == "413"
-    assert not host.file(f"/srv/pypi-index/packages/{big.name}").exists
+    assert not host.file(f"{index.packages_dir}/{big.name}").exists
 
 
 def test_vhost_logs_are_rotated(host):

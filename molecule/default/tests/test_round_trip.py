@@ -6,16 +6,10 @@ import time
 import urllib.request
 
 import pytest
-from pypi_client import (demo_users, fresh_venv, http_status, make_package, page_text, pip, project_page,
+from pypi_client import (fresh_venv, http_status, make_package, page_text, pip, project_page,
                          raw_upload_status, run, twine_upload)
 
 NAME = "linode_example"
-PACKAGES_DIR = "/srv/pypi-index/packages"
-
-
-@pytest.fixture(scope="module")
-def uploader():
-    return demo_users()[0]
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +73,7 @@ def test_upload_with_wrong_password_is_403(index, dists, uploader):
 def test_reupload_is_refused_and_file_unchanged(host, index, uploaded, uploader):
     _, files = uploaded
     wheel = next(f for f in files if f.suffix == ".whl")
-    stored = host.file(f"{PACKAGES_DIR}/{wheel.name}")
+    stored = host.file(f"{index.packages_dir}/{wheel.name}")
     before = stored.sha256sum
 
     result = twine_upload(index.url, [wheel], uploader["name"], uploader["password"], cert=index.ca)
@@ -90,11 +84,11 @@ def test_reupload_is_refused_and_file_unchanged(host, index, uploaded, uploader)
     assert stored.sha256sum == before == hashlib.sha256(wheel.read_bytes()).hexdigest()
 
 
-def test_packages_are_owned_by_the_wsgi_user(host, uploaded):
+def test_packages_are_owned_by_the_wsgi_user(host, index, uploaded):
     _, files = uploaded
-    assert host.file(PACKAGES_DIR).user == "www-data"
+    assert host.file(index.packages_dir).user == "www-data"
     for dist in files:
-        stored = host.file(f"{PACKAGES_DIR}/{dist.name}")
+        stored = host.file(f"{index.packages_dir}/{dist.name}")
         assert stored.exists
         assert (stored.user, stored.group) == ("www-data", "www-data")
 
@@ -105,8 +99,8 @@ def test_apache_is_enabled_and_running(host):
     assert apache.is_running
 
 
-def test_htpasswd_holds_hashes_only(host, uploader):
-    htpasswd = host.file("/etc/pypi-index/htpasswd")
+def test_htpasswd_holds_hashes_only(host, index, uploader):
+    htpasswd = host.file(index.htpasswd)
     assert (htpasswd.user, htpasswd.group, htpasswd.mode) == ("root", "www-data", 0o640)
     content = htpasswd.content_string
     assert uploader["password"] not in content

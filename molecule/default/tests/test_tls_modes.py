@@ -13,8 +13,6 @@ from cryptography.x509.oid import NameOID
 from playbooks import changed_count, output, run_playbook
 from pypi_client import http_status
 
-SELFSIGNED_CERT = "/etc/pypi-index/tls/selfsigned/server.crt"
-
 
 def _name(common_name):
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
@@ -48,8 +46,12 @@ def provided(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def selfsigned_cert_before(host):
-    return host.file(SELFSIGNED_CERT).sha256sum
+def selfsigned_cert_before(host, index):
+    return host.file(selfsigned_cert(index)).sha256sum
+
+
+def selfsigned_cert(index):
+    return f"{index.tls_dir}/selfsigned/server.crt"
 
 
 def converge_twice(index, extra_vars):
@@ -81,5 +83,5 @@ def test_off_serves_plain_http(index, selfsigned_cert_before):
 def test_back_to_selfsigned_reuses_the_certificate(host, index, selfsigned_cert_before):
     result = run_playbook("site.yml", {"pypi_index_tls_mode": "selfsigned"}, limit=index.name)
     assert result.returncode == 0, output(result)
-    assert host.file(SELFSIGNED_CERT).sha256sum == selfsigned_cert_before
+    assert host.file(selfsigned_cert(index)).sha256sum == selfsigned_cert_before
     assert http_status(f"{index.url}/simple/", cafile=index.ca) == 200

@@ -2,10 +2,9 @@
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import (Index, fresh_venv, http_status, make_package, molecule_host, pip, raw_upload_status,
+from pypi_client import (fresh_venv, http_status, make_package, pip, raw_upload_status,
                          twine_upload, upload_from_inside, wait_listed)
 
-URL = Index(molecule_host("pypi-index-ops-debian12")).url
 NAME = "access_example"
 USER, PASSWORD = "carol", "carol-long-password"
 USERS = {"pypi_index_upload_users": [{"name": USER, "password": PASSWORD}]}
@@ -23,42 +22,42 @@ def uploads_from_loopback_only(dists):
     assert result.returncode == 0, output(result)
 
 
-def test_upload_from_outside_the_upload_list_is_403(uploads_from_loopback_only, dists):
-    assert raw_upload_status(URL, dists[0], (USER, PASSWORD)) == 403
-    refused = twine_upload(URL, dists, USER, PASSWORD)
+def test_upload_from_outside_the_upload_list_is_403(uploads_from_loopback_only, dists, server):
+    assert raw_upload_status(server.url, dists[0], (USER, PASSWORD)) == 403
+    refused = twine_upload(server.url, dists, USER, PASSWORD)
     assert refused.returncode != 0 and "403" in refused.stdout + refused.stderr
 
 
-def test_upload_from_inside_the_upload_list_succeeds(host, uploads_from_loopback_only):
+def test_upload_from_inside_the_upload_list_succeeds(host, uploads_from_loopback_only, server):
     assert upload_from_inside(host, "insider-1.0.tar.gz", (USER, PASSWORD)) == 200
-    assert wait_listed(URL, "insider-1.0.tar.gz")
+    assert wait_listed(server.url, "insider-1.0.tar.gz")
 
 
-def test_reads_stay_open_to_everyone(uploads_from_loopback_only):
-    assert http_status(f"{URL}/simple/") == 200
-    assert http_status(f"{URL}/packages/insider-1.0.tar.gz") == 200
+def test_reads_stay_open_to_everyone(uploads_from_loopback_only, server):
+    assert http_status(f"{server.url}/simple/") == 200
+    assert http_status(f"{server.url}/packages/insider-1.0.tar.gz") == 200
 
 
 @pytest.fixture(scope="module")
-def private_reads(dists):
+def private_reads(dists, server):
     """Open addresses, but listing and downloading need a password too."""
     result = run_playbook("site.yml", {**USERS, "pypi_index_authenticate": ["update", "download", "list"]})
     assert result.returncode == 0, output(result)
-    uploaded = twine_upload(URL, dists, USER, PASSWORD)
+    uploaded = twine_upload(server.url, dists, USER, PASSWORD)
     assert uploaded.returncode == 0, uploaded.stdout + uploaded.stderr
 
 
-def test_anonymous_install_fails_with_read_auth(private_reads, dists, tmp_path):
-    assert http_status(f"{URL}/simple/") == 401
+def test_anonymous_install_fails_with_read_auth(private_reads, dists, tmp_path, server):
+    assert http_status(f"{server.url}/simple/") == 401
     # Not even a file under /packages/: pypiserver, not Apache, answers it then.
-    assert http_status(f"{URL}/packages/{dists[0].name}") == 401
+    assert http_status(f"{server.url}/packages/{dists[0].name}") == 401
     python = fresh_venv(tmp_path / "anonymous")
-    anonymous = pip(python, "install", "--no-cache-dir", "--no-input", "--index-url", f"{URL}/simple/", NAME)
+    anonymous = pip(python, "install", "--no-cache-dir", "--no-input", "--index-url", f"{server.url}/simple/", NAME)
     assert anonymous.returncode != 0
 
 
-def test_authenticated_install_works_with_read_auth(private_reads, tmp_path):
+def test_authenticated_install_works_with_read_auth(private_reads, tmp_path, server):
     python = fresh_venv(tmp_path / "member")
-    index = URL.replace("http://", f"http://{USER}:{PASSWORD}@") + "/simple/"
+    index = server.url.replace("http://", f"http://{USER}:{PASSWORD}@") + "/simple/"
     installed = pip(python, "install", "--no-cache-dir", "--index-url", index, NAME)
     assert installed.returncode == 0, installed.stdout + installed.stderr

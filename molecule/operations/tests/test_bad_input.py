@@ -2,13 +2,14 @@
 
 import pytest
 from playbooks import output, run_playbook
+from pypi_client import role_default
 
 SECRET = "a-password-that-must-never-show"
 GOOD = {"pypi_index_upload_users": [{"name": "dave", "password": SECRET}]}
 WATCHED = [
     "/etc/apache2/sites-available/pypi-index.conf",
-    "/opt/pypi-index/pypiserver.wsgi",
-    "/etc/pypi-index/htpasswd",
+    role_default("pypi_index_wsgi_path"),
+    role_default("pypi_index_htpasswd_path"),
 ]
 
 

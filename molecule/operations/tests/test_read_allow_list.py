@@ -6,9 +6,8 @@ tests that use it, which would run these between test_access's.
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import Index, http_status, molecule_host, status_from_inside, upload_from_inside
+from pypi_client import http_status, status_from_inside, upload_from_inside
 
-URL = Index(molecule_host("pypi-index-ops-debian12")).url
 USER, PASSWORD = "carol", "carol-long-password"
 PACKAGE = "/packages/reader-1.0.tar.gz"
 
@@ -22,10 +21,10 @@ def reads_from_loopback_only(host):
     assert upload_from_inside(host, "reader-1.0.tar.gz", (USER, PASSWORD)) == 200
 
 
-def test_reads_from_outside_the_read_list_are_403(reads_from_loopback_only):
-    assert http_status(f"{URL}/simple/") == 403
+def test_reads_from_outside_the_read_list_are_403(reads_from_loopback_only, server):
+    assert http_status(f"{server.url}/simple/") == 403
     # Apache sends package files itself; the same list applies.
-    assert http_status(f"{URL}{PACKAGE}") == 403
+    assert http_status(f"{server.url}{PACKAGE}") == 403
 
 
 def test_reads_from_inside_the_read_list_succeed(host, reads_from_loopback_only):

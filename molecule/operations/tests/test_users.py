@@ -6,9 +6,8 @@ import urllib.request
 
 import pytest
 from playbooks import changed_count, output, run_playbook
-from pypi_client import Index, fresh_venv, make_package, molecule_host, pip, raw_upload_status, twine_upload
+from pypi_client import fresh_venv, make_package, pip, raw_upload_status, twine_upload
 
-URL = Index(molecule_host("pypi-index-ops-debian12")).url
 NAME = "ops_example"
 ALICE_1, ALICE_2, ALICE_3 = "alice-first-password", "alice-second-password", "alice-unused-password"
 BOB_1, BOB_2 = "bob-first-password", "bob-second-password"
@@ -34,9 +33,9 @@ def dists(tmp_path_factory):
     return [make_package(root / version, NAME, version) for version in ("1.0.0", "2.0.0")]
 
 
-def can_upload(dist, user, password):
+def can_upload(server, dist, user, password):
     """Whether the server lets this user in: 403 means refused, anything else got past the password."""
-    return raw_upload_status(URL, dist, (user, password)) != 403
+    return raw_upload_status(server.url, dist, (user, password)) != 403
 
 
 def test_converge_output_holds_no_password(converged):
@@ -44,12 +43,12 @@ def test_converge_output_holds_no_password(converged):
         assert secret not in output(converged)
 
 
-def test_rotation_changes_only_the_password_file(host, converged, dists, tmp_path):
-    first = twine_upload(URL, dists[0], "alice", ALICE_1)
+def test_rotation_changes_only_the_password_file(host, converged, dists, tmp_path, server):
+    first = twine_upload(server.url, dists[0], "alice", ALICE_1)
     assert first.returncode == 0, first.stdout + first.stderr
     wheel = next(d for d in dists[0] if d.suffix == ".whl")
     apache_pid = _apache_pid(host)
-    downloads = _DownloadLoop([f"{URL}/packages/{wheel.name}", f"{URL}/simple/ops-example/"])
+    downloads = _DownloadLoop([f"{server.url}/packages/{wheel.name}", f"{server.url}/simple/ops-example/"])
 
     with downloads:
         rotated = run_playbook("rotate-upload-passwords.yml", users(ALICE_2, BOB_1), verbose=True)
@@ -62,13 +61,14 @@ def test_rotation_changes_only_the_password_file(host, converged, dists, tmp_pat
     assert downloads.done > 0 and downloads.failures == [], downloads.failures
     assert _apache_pid(host) == apache_pid
 
-    assert not can_upload(dists[1][0], "alice", ALICE_1)
-    second = twine_upload(URL, dists[1], "alice", ALICE_2)
+    assert not can_upload(server, dists[1][0], "alice", ALICE_1)
+    second = twine_upload(server.url, dists[1], "alice", ALICE_2)
     assert second.returncode == 0, second.stdout + second.stderr
 
     python = fresh_venv(tmp_path / "client")
     for version in ("1.0.0", "2.0.0"):
-        installed = pip(python, "install", "--no-cache-dir", "--index-url", f"{URL}/simple/", f"{NAME}=={version}")
+        installed = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/",
+                        f"{NAME}=={version}")
         assert installed.returncode == 0, installed.stdout + installed.stderr
 
 
@@ -78,23 +78,23 @@ def test_rotation_with_unchanged_passwords_changes_nothing(converged):
     assert changed_count(again) == 0
 
 
-def test_rotating_one_user_leaves_the_others(converged, dists):
+def test_rotating_one_user_leaves_the_others(converged, dists, server):
     only_bob = {**users(ALICE_3, BOB_2), "pypi_index_users_to_update": ["bob"]}
     result = run_playbook("rotate-upload-passwords.yml", only_bob)
     assert result.returncode == 0, output(result)
 
-    assert can_upload(dists[1][0], "bob", BOB_2)
-    assert not can_upload(dists[1][0], "bob", BOB_1)
-    assert can_upload(dists[1][0], "alice", ALICE_2)
-    assert not can_upload(dists[1][0], "alice", ALICE_3)
+    assert can_upload(server, dists[1][0], "bob", BOB_2)
+    assert not can_upload(server, dists[1][0], "bob", BOB_1)
+    assert can_upload(server, dists[1][0], "alice", ALICE_2)
+    assert not can_upload(server, dists[1][0], "alice", ALICE_3)
 
 
-def test_removed_user_is_locked_out(converged, dists):
+def test_removed_user_is_locked_out(converged, dists, server):
     result = run_playbook("rotate-upload-passwords.yml", users(ALICE_2))
     assert result.returncode == 0, output(result)
 
-    assert not can_upload(dists[1][0], "bob", BOB_2)
-    assert can_upload(dists[1][0], "alice", ALICE_2)
+    assert not can_upload(server, dists[1][0], "bob", BOB_2)
+    assert can_upload(server, dists[1][0], "alice", ALICE_2)
 
 
 def _apache_pid(host):

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Write each role's variable tables into its README from meta/argument_specs.yml.
+
+The argument specs are the one source of what a variable means and its
+default; defaults/main.yml must agree with them (same names, same defaults),
+and the README tables are generated from them. `--check` (run by `make lint`)
+fails when a README table is stale or a spec and defaults/main.yml disagree.
+"""
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROLES = Path(__file__).resolve().parents[1] / "roles"
+BEGIN, END = "<!-- BEGIN GENERATED: variables (scripts/role-docs.py) -->", "<!-- END GENERATED: variables -->"
+# A default longer than this is left to defaults/main.yml; the table says so.
+LONGEST_DEFAULT = 60
+
+
+def markdown(text):
+    """Ansible's C(code) markup (ansible-doc) as Markdown code."""
+    if isinstance(text, list):
+        text = " ".join(text)
+    return re.sub(r"C\(([^)]*)\)", r"`\1`", text).replace("|", "\\|")
+
+
+def shown_default(value):
+    if value is None:
+        return "(required)"
+    shown = value if isinstance(value, str) and value else json.dumps(value)
+    if len(shown) > LONGEST_DEFAULT:
+        return "(long: see `defaults/main.yml`)"
+    return f"`{shown}`".replace("|", "\\|")
+
+
+def table(options, defaults):
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, spec in options.items():
+        default = defaults[name] if name in defaults else spec.get("default")
+        rows.append(f"| `{name}` | {shown_default(default)} | {markdown(spec['description'])} |")
+    return "\n".join(rows)
+
+
+def disagreements(role, main_options, defaults):
+    """Where defaults/main.yml and the main entry point's spec say different things."""
+    found = [f"{role}: {name} is in defaults/main.yml but not in the main argument spec"
+             for name in defaults if name not in main_options]
+    for name, spec in main_options.items():
+        if name not in defaults and not spec.get("required"):
+            found.append(f"{role}: {name} is in the main argument spec but not in defaults/main.yml")
+        elif "default" in spec and defaults.get(name) != spec["default"]:
+            found.append(f"{role}: {name} defaults to {defaults.get(name)!r} but its spec says {spec['default']!r}")
+    return found
+
+
+def section(specs, defaults):
+    """The generated part: main's variables, then each other entry point and the inputs only it takes."""
+    main_options = specs["main"].get("options", {})
+    parts = [table(main_options, defaults)]
+    for entry, spec in specs.items():
+        if entry == "main":
+            continue
+        parts.append(f"#### Entry point `{entry}`\n\n{markdown(spec['short_description'])}.")
+        own = {name: option for name, option in spec.get("options", {}).items() if name not in main_options}
+        shared = [name for name in spec.get("options", {}) if name in main_options]
+        if own:
+            parts.append(table(own, {}))
+        if shared:
+            parts.append("Also reads: " + ", ".join(f"`{name}`" for name in shared) + ".")
+    return "\n\n".join(parts)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="fail instead of writing when anything is stale")
+    args = parser.parse_args()
+
+    problems = []
+    for role_dir in sorted(path for path in ROLES.iterdir() if path.is_dir()):
+        specs = yaml.safe_load((role_dir / "meta/argument_specs.yml").read_text())["argument_specs"]
+        defaults_file = role_dir / "defaults/main.yml"
+        defaults = (yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else None) or {}
+        problems += disagreements(role_dir.name, specs["main"].get("options", {}), defaults)
+
+        readme = role_dir / "README.md"
+        text = readme.read_text()
+        if BEGIN not in text or END not in text:
+            problems.append(f"{readme}: lacks the markers {BEGIN} … {END}")
+            continue
+        before, rest = text.split(BEGIN, 1)
+        after = rest.split(END, 1)[1]
+        fresh = f"{before}{BEGIN}\n{section(specs, defaults)}\n{END}{after}"
+        if fresh != text:
+            if args.check:
+                problems.append(f"{readme}: the variable tables are stale; run `make docs`")
+            else:
+                readme.write_text(fresh)
+                print(f"wrote {readme}")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

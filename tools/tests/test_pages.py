@@ -1,0 +1,203 @@
+"""The /simple/ page builder: what pip sees, and that an unchanged index costs no hashing."""
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pypi_index_tools.pages import build_all
+
+TOOLS = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Two package roots, the pages' directory and the state file beside it."""
+    roots = [tmp_path / "packages", tmp_path / "more-packages"]
+    for root in roots:
+        root.mkdir()
+    return {"roots": roots, "out": tmp_path / "simple", "state": tmp_path / "pages-state.json"}
+
+
+def add(root, name, data=None):
+    path = root / name
+    path.write_bytes(data if data is not None else name.encode())
+    return path
+
+
+def build(site, algo="sha256"):
+    return build_all(site["out"], site["state"], site["roots"], algo)
+
+
+def page(site, project=None):
+    return (site["out"] / project / "index.html" if project else site["out"] / "index.html").read_text()
+
+
+def link(name, data, algo="sha256"):
+    return f'<a href="../../packages/{name}#{algo}={hashlib.new(algo, data).hexdigest()}">{name}</a><br>'
+
+
+def test_index_lists_normalized_project_names(site):
+    packages = site["roots"][0]
+    add(packages, "Foo_Bar-1.0.tar.gz")
+    add(packages, "foo_bar-1.1-py3-none-any.whl")
+    add(packages, "other-2.0.zip")
+
+    build(site)
+
+    assert page(site) == """<!DOCTYPE html>
+<html lang="en">
+    <head>
+        <meta charset="utf-8">
+        <title>Simple Index</title>
+    </head>
+    <body>
+        <h1>Simple Index</h1>
+            <a href="foo-bar/">foo-bar</a><br>
+            <a href="other/">other</a><br>
+    </body>
+</html>
+"""
+    assert sorted(path.name for path in site["out"].iterdir()) == ["foo-bar", "index.html", "other"]
+
+
+def test_project_page_links_each_file_with_its_sha256_sorted_by_version(site, capsys):
+    packages = site["roots"][0]
+    files = ["foo_bar-1.10.tar.gz", "Foo_Bar-1.0.tar.gz", "foo_bar-1.9-py3-none-any.whl"]
+    for name in files:
+        add(packages, name, f"bytes of {name}".encode())
+
+    assert build(site) == {"written": 2, "removed": 0}
+
+    assert json.loads(capsys.readouterr().out) == {"written": 2, "removed": 0}
+    text = page(site, "foo-bar")
+    assert "<title>Links for foo-bar</title>" in text
+    ordered = [files[1], files[2], files[0]]
+    links = "".join(f"            {link(name, f'bytes of {name}'.encode())}\n" for name in ordered)
+    assert f"<h1>Links for foo-bar</h1>\n{links}    </body>" in text
+
+
+def test_a_name_with_html_characters_is_escaped_and_quoted(site):
+    add(site["roots"][0], "a&b-1.0.tar.gz", b"amp")
+
+    build(site)
+
+    assert '<a href="a%26b/">a&amp;b</a><br>' in page(site)
+    text = page(site, "a&b")
+    assert "<title>Links for a&amp;b</title>" in text
+    assert f'<a href="../../packages/a%26b-1.0.tar.gz#sha256={hashlib.sha256(b"amp").hexdigest()}">' \
+           "a&amp;b-1.0.tar.gz</a>" in text
+
+
+def test_an_unchanged_index_writes_no_page_and_hashes_nothing_again(site):
+    package = add(site["roots"][0], "foo-1.0.tar.gz", b"original")
+    build(site)
+    before = package.stat()
+
+    # Same size, same mtime: the builder must trust the hash it already has.
+    package.write_bytes(b"tampered")
+    os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    assert build(site) == {"written": 0, "removed": 0}
+    assert link("foo-1.0.tar.gz", b"original") in page(site, "foo")
+
+
+def test_a_file_with_a_new_mtime_is_hashed_again(site):
+    package = add(site["roots"][0], "foo-1.0.tar.gz", b"original")
+    build(site)
+    before = package.stat()
+    package.write_bytes(b"replaced")
+    os.utime(package, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+    assert build(site) == {"written": 1, "removed": 0}
+    assert link("foo-1.0.tar.gz", b"replaced") in page(site, "foo")
+
+
+def test_a_project_whose_files_are_gone_loses_its_page(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    gone = add(site["roots"][0], "bar-1.0.tar.gz")
+    build(site)
+    gone.unlink()
+
+    assert build(site) == {"written": 1, "removed": 1}
+    assert not (site["out"] / "bar").exists()
+    assert 'href="bar/"' not in page(site)
+    assert list(json.loads(site["state"].read_text())["hashes"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
+
+
+def test_an_empty_hash_algo_gives_links_without_fragment(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+
+    build(site, algo="")
+
+    assert '<a href="../../packages/foo-1.0.tar.gz">foo-1.0.tar.gz</a><br>' in page(site, "foo")
+    assert json.loads(site["state"].read_text()) == {"algo": "", "hashes": {}}
+
+
+def test_the_state_is_one_json_file_beside_the_pages(site):
+    package = add(site["roots"][0], "foo-1.0.tar.gz", b"data")
+
+    build(site)
+
+    stat_ = package.stat()
+    assert json.loads(site["state"].read_text()) == {
+        "algo": "sha256",
+        "hashes": {str(package): [stat_.st_size, stat_.st_mtime_ns, hashlib.sha256(b"data").hexdigest()]},
+    }
+    written = sorted(str(path.relative_to(site["out"])) for path in site["out"].rglob("*"))
+    assert written == ["foo", "foo/index.html", "index.html"]
+
+
+def test_pages_are_world_readable_0644(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+
+    build(site)
+
+    for path in (site["out"] / "index.html", site["out"] / "foo" / "index.html"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_projects_of_both_roots_are_listed(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    add(site["roots"][1], "bar-2.0.zip")
+    add(site["roots"][1], "foo-1.1.zip")
+
+    build(site)
+
+    assert 'href="bar/"' in page(site) and 'href="foo/"' in page(site)
+    assert "foo-1.0.tar.gz" in page(site, "foo") and "foo-1.1.zip" in page(site, "foo")
+
+
+def test_watch_builds_the_page_of_a_file_copied_into_a_root(site, tmp_path):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    command = [sys.executable, "-m", "pypi_index_tools.pages", "--watch", "--out", str(site["out"]),
+               "--state", str(site["state"]), *map(str, site["roots"])]
+    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TOOLS)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        assert wait_for(site["out"] / "index.html"), process.stderr.read1().decode()
+        upload = add(tmp_path, "newcomer-0.1-py3-none-any.whl", b"wheel")
+        shutil.copy(upload, site["roots"][1])
+
+        assert wait_for(site["out"] / "newcomer" / "index.html")
+        assert link("newcomer-0.1-py3-none-any.whl", b"wheel") in page(site, "newcomer")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def wait_for(path, seconds=10):
+    """True once path exists; the watcher's builds are asynchronous to the test."""
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
