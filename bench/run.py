@@ -16,6 +16,7 @@ results/<UTC time>/. The container is removed at the end.
 import argparse
 import csv
 import datetime
+import json
 import os
 import platform
 import re
@@ -43,6 +44,8 @@ SERVERS = {
     "standalone": "http://127.0.0.1:8082",
 }
 STANDALONE_UNIT = "bench-standalone"
+# A small public project with one file per release, fetched through the index.
+UPSTREAM_PROJECT = "six"
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Measure:
     higher_is_better: bool
     target: float | None = None
     path: str = ""
+    servers: tuple = tuple(SERVERS)
 
 
 MEASURES = [
@@ -62,6 +66,11 @@ MEASURES = [
     Measure("small", "download, 2 KiB wheel", "req/s", True, 0.9, "/packages/bench_pkg_0001-1.0.0-py3-none-any.whl"),
     Measure("big", "download, 10 MiB wheel", "req/s", True, 0.9, "/packages/bench_big-1.0.0-py3-none-any.whl"),
     Measure("pip", "pip install, 20 dependencies", "s", False, 1.5),
+    # Passed through from the public index and cached; the static server holds
+    # copies at the same paths. pypi-server alone has no pass-through.
+    Measure("upstream_page", "/simple/<name>/, cached from upstream", "req/s", True, 0.8,
+            f"/simple/{UPSTREAM_PROJECT}/", ("static", "index")),
+    Measure("upstream_file", "download, cached upstream file", "req/s", True, 0.8, servers=("static", "index")),
 ]
 
 
@@ -114,15 +123,18 @@ def prepare_host(args):
     # The page service rebuilds the pages as the files land: wait until it has
     # listed the project written last.
     if inside("systemctl is-active pypi-index-pages.service || true").strip() == "active":
-        inside(f"for _ in $(seq 600); do test -f /var/cache/pypi-index/simple/bench-big/index.html && exit 0;"
+        inside("for _ in $(seq 600); do test -f /var/cache/pypi-index/simple/bench-big/index.html && exit 0;"
                " sleep 0.1; done; exit 1")
+    cold = json.loads(inside(f"python3 {TOOLS_DIR}/probe.py mirror {SERVERS['index']} {UPSTREAM_PROJECT}"
+                             " /srv/bench-static"))
+    next(m for m in MEASURES if m.key == "upstream_file").path = cold["file_path"]
     inside(f"cp {TOOLS_DIR}/bench-static.conf /etc/apache2/sites-available/"
            " && a2ensite -q bench-static && apache2ctl configtest && systemctl reload apache2")
     inside(f"systemd-run --quiet --unit={STANDALONE_UNIT} --property=User=www-data"
            f" /opt/pypi-index/venv/bin/pypi-server run --host 127.0.0.1 --port 8082 {PACKAGES}"
            " && for _ in $(seq 100); do python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8082/health\")'"
            " 2>/dev/null && exit 0; sleep 0.2; done; exit 1")
-    return int(count)
+    return int(count), cold
 
 
 def check_pages(base):
@@ -170,11 +182,12 @@ def measure_all(args):
         check_pages(base)
     results = {server: {} for server in SERVERS}
     for measure in MEASURES:
-        rounds = [{server: load(measure, base, args) for server, base in SERVERS.items()}
+        rounds = [{server: load(measure, SERVERS[server], args) for server in measure.servers}
                   for _ in range(args.rounds)]
-        for server in SERVERS:
+        for server in measure.servers:
             results[server][measure.key] = statistics.median(figures[server] for figures in rounds)
-        log(f"{measure.label}: " + ", ".join(f"{server} {results[server][measure.key]:.2f}" for server in SERVERS))
+        log(f"{measure.label}: " + ", ".join(f"{server} {results[server][measure.key]:.2f}"
+                                              for server in measure.servers))
     return results
 
 
@@ -224,18 +237,24 @@ def met(measure, value):
     return "yes" if ok else "NO"
 
 
-def report(out, args, results, provisioning, fresh, memory, described):
+def report(out, args, results, provisioning, fresh, cold, memory, described):
     rows = []
     for measure in MEASURES:
         static = results["static"][measure.key]
-        index, standalone = results["index"][measure.key], results["standalone"][measure.key]
+        index, standalone = results["index"][measure.key], results["standalone"].get(measure.key)
         target = "" if measure.target is None else f"{'≥' if measure.higher_is_better else '≤'} {measure.target}"
         rows.append({
             "measure": measure.label, "unit": measure.unit,
-            "static": f"{static:.2f}", "index": f"{index:.2f}", "standalone": f"{standalone:.2f}",
-            "index/static": f"{index / static:.3g}", "standalone/static": f"{standalone / static:.3g}",
+            "static": f"{static:.2f}", "index": f"{index:.2f}",
+            "standalone": "" if standalone is None else f"{standalone:.2f}",
+            "index/static": f"{index / static:.3g}",
+            "standalone/static": "" if standalone is None else f"{standalone / static:.3g}",
             "target": target, "met": met(measure, index / static),
         })
+    for label, value in ((f"first fetch of /simple/{UPSTREAM_PROJECT}/ from upstream", cold["page_seconds"]),
+                         ("first fetch of its file from upstream", cold["file_seconds"])):
+        rows.append({"measure": label, "unit": "s", "static": "", "index": f"{value:.2f}", "standalone": "",
+                     "index/static": "", "standalone/static": "", "target": "", "met": ""})
     fresh_seconds, rerun_seconds, rerun_changed = provisioning
     for label, value, limit in (("fresh upload listed", fresh, 5),
                                 ("fresh provision (site.yml)", fresh_seconds, 180),
@@ -283,7 +302,8 @@ def chart(path, results):
     positions = range(len(MEASURES))
     figure, axes = plt.subplots(figsize=(9, 4.5))
     for offset, server in ((-0.2, "index"), (0.2, "standalone")):
-        axes.barh([p + offset for p in positions], [speed(server, m) for m in MEASURES], height=0.4, label=server)
+        shown = [(p + offset, speed(server, m)) for p, m in zip(positions, MEASURES) if m.key in results[server]]
+        axes.barh([p for p, _ in shown], [value for _, value in shown], height=0.4, label=server)
     for position, measure in zip(positions, MEASURES):
         if measure.target is not None:
             goal = measure.target if measure.higher_is_better else 1 / measure.target
@@ -327,12 +347,12 @@ def main():
         log("provisioning (fresh, then again)")
         provisioning = provision(args.extra_vars)
         log(f"provision {provisioning[0]:.1f} s, re-run {provisioning[1]:.1f} s, changed={provisioning[2]}")
-        file_count = prepare_host(args)
+        file_count, cold = prepare_host(args)
         log(f"{file_count} package files; measuring")
         results = measure_all(args)
         fresh = freshness()
         memory = memory_mib()
-        rows = report(out, args, results, provisioning, fresh, memory, machine(file_count))
+        rows = report(out, args, results, provisioning, fresh, cold, memory, machine(file_count))
     finally:
         if not args.keep:
             playbook("demo-destroy.yml", *container_vars(args.image))

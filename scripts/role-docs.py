@@ -45,15 +45,18 @@ def table(options, defaults):
     return "\n".join(rows)
 
 
-def disagreements(role, main_options, defaults):
-    """Where defaults/main.yml and the main entry point's spec say different things."""
-    found = [f"{role}: {name} is in defaults/main.yml but not in the main argument spec"
-             for name in defaults if name not in main_options]
-    for name, spec in main_options.items():
-        if name not in defaults and not spec.get("required"):
+def disagreements(role, specs, defaults):
+    """Where defaults/main.yml and the argument specs say different things: every default is
+    specified by some entry point, every option of main has a default, and the values agree."""
+    every = {name: option for spec in specs.values() for name, option in spec.get("options", {}).items()}
+    found = [f"{role}: {name} is in defaults/main.yml but in no argument spec"
+             for name in defaults if name not in every]
+    for name in specs["main"].get("options", {}):
+        if name not in defaults and not every[name].get("required"):
             found.append(f"{role}: {name} is in the main argument spec but not in defaults/main.yml")
-        elif "default" in spec and defaults.get(name) != spec["default"]:
-            found.append(f"{role}: {name} defaults to {defaults.get(name)!r} but its spec says {spec['default']!r}")
+    for name, option in every.items():
+        if name in defaults and "default" in option and defaults[name] != option["default"]:
+            found.append(f"{role}: {name} defaults to {defaults[name]!r} but its spec says {option['default']!r}")
     return found
 
 
@@ -84,7 +87,7 @@ def main():
         specs = yaml.safe_load((role_dir / "meta/argument_specs.yml").read_text())["argument_specs"]
         defaults_file = role_dir / "defaults/main.yml"
         defaults = (yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else None) or {}
-        problems += disagreements(role_dir.name, specs["main"].get("options", {}), defaults)
+        problems += disagreements(role_dir.name, specs, defaults)
 
         readme = role_dir / "README.md"
         text = readme.read_text()

@@ -4,9 +4,16 @@
   probe.py fresh BASE FILE USER PASSWORD
                                 upload FILE to BASE/ as twine would, then print
                                 the seconds until BASE/simple/<project>/ lists it
+  probe.py mirror BASE PROJECT STATIC
+                                fetch BASE/simple/PROJECT/ (passed through from
+                                upstream) and the first file it links, cold;
+                                copy both under STATIC at the same paths; print
+                                the seconds of each fetch and the file's path
 """
 
 import base64
+import json
+import re
 import sys
 import time
 import urllib.request
@@ -53,10 +60,33 @@ def fresh(base, path, user, password):
     print(f"{time.monotonic() - uploaded:.2f}")
 
 
+def timed_get(url):
+    """(seconds, body bytes) of one GET."""
+    started = time.monotonic()
+    with urllib.request.urlopen(url, timeout=60) as response:
+        body = response.read()
+    return time.monotonic() - started, body
+
+
+def mirror(base, project, static):
+    page_seconds, page = timed_get(f"{base}/simple/{project}/")
+    link = re.search(r'href="(/upstream-files/[^"#]+)', page.decode())
+    if not link:
+        sys.exit(f"{base}/simple/{project}/ links no file through /upstream-files/: is the upstream reachable?")
+    file_seconds, content = timed_get(base + link.group(1))
+    for path, body in ((f"simple/{project}/index.html", page), (link.group(1).lstrip("/"), content)):
+        target = Path(static) / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(body)
+    print(json.dumps({"page_seconds": page_seconds, "file_seconds": file_seconds, "file_path": link.group(1)}))
+
+
 def main():
     command, *args = sys.argv[1:]
     if command == "expect":
         expect(*args)
+    elif command == "mirror":
+        mirror(*args)
     elif command == "fresh":
         base, file_name, user, password = args
         fresh(base, Path(file_name), user, password)

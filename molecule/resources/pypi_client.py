@@ -35,7 +35,7 @@ def run(argv, **kwargs):
     return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
 
 
-def make_package(workdir, name, version):
+def make_package(workdir, name, version, dependencies=()):
     """Build the guide's sample package (a hello_world() function) as sdist and wheel."""
     src = workdir / "src"
     (src / name).mkdir(parents=True)
@@ -48,6 +48,7 @@ def make_package(workdir, name, version):
         f'name = "{name}"\n'
         f'version = "{version}"\n'
         'description = "Hello world enterprise edition"\n'
+        f"dependencies = {json.dumps(list(dependencies))}\n"
     )
     dist = workdir / "dist"
     # The build tools are pinned in requirements.txt; --no-isolation uses them
@@ -90,9 +91,9 @@ def project_page(url, file_name):
     return f"{url}/simple/{re.sub(r'[-_.]+', '-', name).lower()}/"
 
 
-def page_text(url, credentials=None, cafile=None):
+def page_text(url, credentials=None, cafile=None, headers=None):
     """Body of a page (empty unless 200)."""
-    headers = {"Authorization": basic_auth(credentials)} if credentials else {}
+    headers = {**(headers or {}), **({"Authorization": basic_auth(credentials)} if credentials else {})}
     context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30,

@@ -17,8 +17,9 @@ def test_xmlrpc_endpoint_is_blocked(index):
                        cafile=index.ca) == 403
 
 
-def test_missing_package_is_not_sent_to_the_public_index(index):
-    status, headers = http_response(f"{index.url}/simple/requests/", cafile=index.ca)
+def test_a_project_nobody_has_is_404_with_no_redirect(index):
+    """Neither the index nor the public index it passes through to has it: no redirect to try elsewhere."""
+    status, headers = http_response(f"{index.url}/simple/pypi-index-no-such-project-anywhere/", cafile=index.ca)
     assert status == 404
     assert "Location" not in headers
 

@@ -36,6 +36,18 @@ CASES = {
                             ["pypi_index_hash_scheme", "md5"]),
     "no users while uploads on": ({"pypi_index_upload_users": []},
                                   ["pypi_index_upload_users is empty"]),
+    "upstream not http": ({"pypi_index_upstream_url": "ftp://mirror.example/simple/"},
+                          ["pypi_index_upstream_url", '"ftp://mirror.example/simple/"']),
+    "empty reserved name": ({"pypi_index_reserved_names": [""]},
+                            ["pypi_index_reserved_names", 'not valid: ""']),
+    "reserved name not a name": ({"pypi_index_reserved_names": ["acme lib!"]},
+                                 ["pypi_index_reserved_names", '"acme lib!"']),
+    "cache size not a size": ({"pypi_index_upstream_cache_size": "lots"},
+                              ["pypi_index_upstream_cache_size", '"lots"']),
+    "pages inside a package root": ({"pypi_index_pages_dir": "/srv/pypi-index/packages/simple"},
+                                    ["pypi_index_pages_dir must be an absolute path outside every package root"]),
+    "pass-through without static pages": ({"pypi_index_authenticate": ["update", "list"]},
+                                          ["pypi_index_upstream_url needs the static pages"]),
 }
 
 

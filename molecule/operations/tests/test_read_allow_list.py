@@ -25,6 +25,8 @@ def test_reads_from_outside_the_read_list_are_403(reads_from_loopback_only, serv
     assert http_status(f"{server.url}/simple/") == 403
     # Apache sends package files itself; the same list applies.
     assert http_status(f"{server.url}{PACKAGE}") == 403
+    # A public project passed through from upstream is read through the index too.
+    assert http_status(f"{server.url}/simple/six/") == 403
 
 
 def test_reads_from_inside_the_read_list_succeed(host, reads_from_loopback_only):

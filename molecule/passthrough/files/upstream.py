@@ -1,0 +1,67 @@
+"""A stand-in upstream Simple index for the passthrough scenario, on port 80.
+
+/simple/<name>/ lists the files of FILES_DIR whose project normalizes to
+<name>, as PEP 691 JSON when the Accept header names it and as HTML
+otherwise, with absolute links to /files/ on this host and their sha256.
+Like the index reached from the test machine, it sends no Vary header, so a
+cache in front must keep the two forms apart by itself. Every request path is
+appended to LOG_FILE, so that the tests can tell what was asked.
+"""
+
+import hashlib
+import html
+import http.server
+import json
+import re
+import sys
+from pathlib import Path
+
+FILES_DIR, LOG_FILE = Path(sys.argv[1]), Path(sys.argv[2])
+BASE = "http://pypi-upstream/files/"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+
+
+def normalized(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def project_files(name):
+    """(file name, sha256) of each file of the project, by version order of the names."""
+    found = []
+    for path in sorted(FILES_DIR.iterdir()):
+        project = re.split(r"-\d", path.name, maxsplit=1)[0]
+        if normalized(project) == name:
+            found.append((path.name, hashlib.sha256(path.read_bytes()).hexdigest()))
+    return found
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        with LOG_FILE.open("a") as log:
+            log.write(self.path + "\n")
+        if self.path.startswith("/files/"):
+            path = FILES_DIR / Path(self.path[len("/files/"):]).name
+            if path.is_file():
+                return self.answer(200, "application/octet-stream", path.read_bytes())
+        match = re.fullmatch(r"/simple/([a-z0-9-]+)/", self.path)
+        files = project_files(match.group(1)) if match else []
+        if not files:
+            return self.answer(404, "text/plain", b"not found\n")
+        if JSON_TYPE in self.headers.get("Accept", ""):
+            body = {"meta": {"api-version": "1.0"}, "name": match.group(1),
+                    "files": [{"filename": name, "url": BASE + name, "hashes": {"sha256": digest}}
+                              for name, digest in files]}
+            return self.answer(200, JSON_TYPE, json.dumps(body).encode())
+        links = "".join(f'<a href="{BASE}{html.escape(name)}#sha256={digest}">{html.escape(name)}</a><br>\n'
+                        for name, digest in files)
+        return self.answer(200, "text/html", f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n".encode())
+
+    def answer(self, status, content_type, body):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+http.server.ThreadingHTTPServer(("", 80), Handler).serve_forever()

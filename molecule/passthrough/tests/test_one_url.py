@@ -1,0 +1,151 @@
+"""One index URL for private and public packages, with no dependency confusion.
+
+The stand-in upstream (pypi-upstream) holds public packages and an attacker's
+versions of a private name (corp-app 99.0) and of a reserved one (acme-secret).
+The index holds corp-app 1.x, which depends on a public package.
+"""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+from pypi_client import (client_env, fresh_venv, http_response, make_package, page_text, pip, run,
+                         twine_upload)
+
+UPSTREAM = "pypi-upstream"
+UPSTREAM_LOG = "/var/log/upstream-requests.log"
+PRIVATE = "corp_app"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+# New versions each session, so that `molecule verify` can run again.
+PRIVATE_VERSION = f"1.{int(time.time())}"
+SHADOWED = f"public_shadow_{int(time.time())}"
+
+
+@pytest.fixture(scope="session")
+def upstream(tmp_path_factory):
+    """Fill the stand-in upstream; returns its testinfra host."""
+    import testinfra
+
+    root = tmp_path_factory.mktemp("upstream")
+    files = (make_package(root / "base", "public_base", "1.0")
+             + make_package(root / "dep", "public_dep", "1.0", ["public-base"])
+             + make_package(root / "shadowed", SHADOWED, "1.0")
+             # The attacker's: a private name with a higher version, and a reserved name.
+             + make_package(root / "evil", PRIVATE, "99.0")
+             + make_package(root / "reserved", "acme_secret", "1.0"))
+    for path in files:
+        subprocess.run(["docker", "cp", str(path), f"{UPSTREAM}:/srv/upstream/files/{path.name}"],
+                       check=True, capture_output=True)
+    return testinfra.get_host(f"ansible://{UPSTREAM}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
+@pytest.fixture(scope="session")
+def private_app(server, uploader, upstream, tmp_path_factory):
+    """corp-app in the index, depending on a package only the upstream has."""
+    files = make_package(tmp_path_factory.mktemp("private"), PRIVATE, PRIVATE_VERSION, ["public-dep"])
+    result = twine_upload(server.url, files, uploader["name"], uploader["password"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    return files
+
+
+def upstream_requests(upstream):
+    return upstream.file(UPSTREAM_LOG).content_string if upstream.file(UPSTREAM_LOG).exists else ""
+
+
+def installed_versions(python):
+    listed = pip(python, "list", "--format", "json")
+    return {entry["name"]: entry["version"] for entry in json.loads(listed.stdout)}
+
+
+def test_private_app_with_public_dependencies_installs_with_pip(server, private_app, tmp_path):
+    python = fresh_venv(tmp_path / "pip")
+    result = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/", "corp-app")
+    assert result.returncode == 0, result.stdout + result.stderr
+    versions = installed_versions(python)
+    assert versions["corp_app"] == PRIVATE_VERSION
+    assert versions["public_dep"] == "1.0" and versions["public_base"] == "1.0"
+
+
+def test_private_app_with_public_dependencies_installs_with_uv(server, private_app, tmp_path):
+    python = fresh_venv(tmp_path / "uv")
+    env = client_env(UV_NO_CONFIG="1", UV_NO_CACHE="1")
+    result = run(["uv", "pip", "install", "--python", str(python), "--index-url", f"{server.url}/simple/",
+                  "corp-app"], env=env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert installed_versions(python)["corp_app"] == PRIVATE_VERSION
+
+
+def test_attacker_version_of_a_private_name_is_never_listed_nor_installed(server, private_app, upstream, tmp_path):
+    page = page_text(f"{server.url}/simple/corp-app/")
+    assert f"corp_app-{PRIVATE_VERSION}" in page and "99.0" not in page
+    python = fresh_venv(tmp_path / "victim")
+    result = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/", "corp-app==99.0")
+    assert result.returncode != 0
+    assert "corp_app" not in installed_versions(python)
+    assert "/simple/corp-app/" not in upstream_requests(upstream)
+
+
+def test_a_name_not_normalized_is_sent_to_the_normalized_one_first(server, private_app):
+    """Corp_App, corp.app and CORP-APP are corp-app: the private project, never an upstream lookup."""
+    for spelling in ("Corp_App", "corp.app", "CORP-APP"):
+        status, headers = http_response(f"{server.url}/simple/{spelling}/")
+        assert status in (301, 302, 303, 307, 308), (spelling, status)
+        assert headers["Location"].endswith("/simple/corp-app/"), headers["Location"]
+
+
+def test_reserved_name_is_404_and_never_asked_upstream(server, upstream):
+    for name in ("acme-secret", "acme-anything"):
+        status, headers = http_response(f"{server.url}/simple/{name}/")
+        assert status == 404 and "Location" not in headers
+    assert "acme" not in upstream_requests(upstream)
+
+
+def test_upstream_pages_come_in_the_form_asked_with_links_through_the_index(server, upstream):
+    json_page = page_text(f"{server.url}/simple/public-dep/", headers={"Accept": JSON_TYPE})
+    _, headers = http_response(f"{server.url}/simple/public-dep/", headers={"Accept": JSON_TYPE})
+    assert headers["Content-Type"] == JSON_TYPE and "Accept" in headers["Vary"]
+    urls = [entry["url"] for entry in json.loads(json_page)["files"]]
+    assert urls and all(url.startswith("/upstream-files/public_dep-1.0") for url in urls), urls
+
+    _, html_headers = http_response(f"{server.url}/simple/public-dep/")
+    assert html_headers["Content-Type"].startswith("text/html")
+    html_page = page_text(f"{server.url}/simple/public-dep/")
+    assert 'href="/upstream-files/public_dep-1.0-py3-none-any.whl#sha256=' in html_page, html_page
+
+
+def test_private_name_uploaded_after_a_public_lookup_shadows_it(server, uploader, upstream, tmp_path):
+    """Uploads of a name the upstream has are allowed, and from then on only they are listed."""
+    page_url = f"{server.url}/simple/{SHADOWED.replace('_', '-')}/"
+    assert f"{SHADOWED}-1.0" in page_text(page_url)
+    files = make_package(tmp_path, SHADOWED, "0.1")
+    result = twine_upload(server.url, files, uploader["name"], uploader["password"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    page = page_text(page_url)
+    assert f"{SHADOWED}-0.1" in page and f"{SHADOWED}-1.0" not in page
+
+
+def test_upstream_down_costs_only_uncached_public_projects(server, private_app, upstream, tmp_path):
+    # public-dep and public-base are cached by the installs above.
+    upstream.run("systemctl stop pypi-upstream")
+    try:
+        python = fresh_venv(tmp_path / "offline")
+        cached = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/", "corp-app")
+        assert cached.returncode == 0, cached.stdout + cached.stderr
+
+        started = time.monotonic()
+        status, _ = http_response(f"{server.url}/simple/never-cached/")
+        assert status in (502, 503, 504)
+        assert time.monotonic() - started < 3 + 5 + 2  # upstream timeout, proxy margin, slack
+        assert http_response(f"{server.url}/simple/corp-app/")[0] == 200
+    finally:
+        upstream.run("systemctl start pypi-upstream")
+
+
+def test_cache_is_bounded_by_the_cache_cleaner(server):
+    host = server.host
+    cleaner = host.service("apache-htcacheclean")
+    assert cleaner.is_running and cleaner.is_enabled
+    assert " -l 1M" in host.check_output("ps -o args= -C htcacheclean")
+    assert host.check_output("find /var/cache/apache2/mod_cache_disk -type f | wc -l") != "0"
