@@ -4,7 +4,8 @@
 <name>, as PEP 691 JSON when the Accept header names it and as HTML
 otherwise, with absolute links to /files/ on this host and their sha256.
 Like the index reached from the test machine, it sends no Vary header, so a
-cache in front must keep the two forms apart by itself. Every request path is
+cache in front must keep the two forms apart by itself, and it ignores a
+query string (PEP 691's ?format= is optional). Every request path is
 appended to LOG_FILE, so that the tests can tell what was asked.
 """
 
@@ -14,6 +15,7 @@ import http.server
 import json
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 FILES_DIR, LOG_FILE = Path(sys.argv[1]), Path(sys.argv[2])
@@ -39,11 +41,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         with LOG_FILE.open("a") as log:
             log.write(self.path + "\n")
-        if self.path.startswith("/files/"):
-            path = FILES_DIR / Path(self.path[len("/files/"):]).name
+        request_path = urllib.parse.urlsplit(self.path).path
+        if request_path.startswith("/files/"):
+            path = FILES_DIR / Path(request_path[len("/files/"):]).name
             if path.is_file():
                 return self.answer(200, "application/octet-stream", path.read_bytes())
-        match = re.fullmatch(r"/simple/([a-z0-9-]+)/", self.path)
+        match = re.fullmatch(r"/simple/([a-z0-9-]+)/", request_path)
         files = project_files(match.group(1)) if match else []
         if not files:
             return self.answer(404, "text/plain", b"not found\n")
