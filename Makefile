@@ -54,8 +54,16 @@ unit: setup
 docs: setup
 	python scripts/role-docs.py
 
-molecule: setup images
+# sslyze, for the default scenario's TLS profile test.
+SSLYZE := .cache/sslyze/bin/sslyze
+
+molecule: setup images $(SSLYZE)
 	molecule test --all
+
+$(SSLYZE): requirements-sslyze.txt
+	python3 -m venv .cache/sslyze
+	.cache/sslyze/bin/pip install --quiet -r requirements-sslyze.txt
+	touch $@
 
 # The controller tools only: what a real deployment needs (no Docker).
 setup: $(STAMP)

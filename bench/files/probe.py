@@ -2,18 +2,24 @@
 
   probe.py expect URL TEXT      the URL answers 200 and its body holds TEXT
   probe.py fresh BASE FILE USER PASSWORD
-                                upload FILE to BASE/ as twine would, then print
-                                the seconds until BASE/simple/<project>/ lists it
+                                upload FILE to BASE/ as twine would; print the
+                                seconds until the POST is answered and until
+                                BASE/simple/<project>/ lists it
   probe.py mirror BASE PROJECT STATIC
                                 fetch BASE/simple/PROJECT/ (passed through from
                                 upstream) and the first file it links, cold;
                                 copy both under STATIC at the same paths; print
                                 the seconds of each fetch and the file's path
+
+With BENCH_CA set, HTTPS is checked against that CA file; with BENCH_AUTH
+(user:password) set, every request but the upload carries that read user.
 """
 
 import base64
 import json
+import os
 import re
+import ssl
 import sys
 import time
 import urllib.request
@@ -21,10 +27,23 @@ import uuid
 from pathlib import Path
 
 FRESHNESS_LIMIT_SECONDS = 60
+CONTEXT = ssl.create_default_context(cafile=os.environ["BENCH_CA"]) if os.environ.get("BENCH_CA") else None
+
+
+def basic(credentials):
+    return "Basic " + base64.b64encode(credentials.encode()).decode()
+
+
+READ_HEADERS = {"Authorization": basic(os.environ["BENCH_AUTH"])} if os.environ.get("BENCH_AUTH") else {}
+
+
+def open_url(url, data=None, headers=None):
+    request = urllib.request.Request(url, data=data, headers={**READ_HEADERS, **(headers or {})})
+    return urllib.request.urlopen(request, timeout=60, context=CONTEXT)
 
 
 def get(url):
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with open_url(url) as response:
         return response.status, response.read().decode(errors="replace")
 
 
@@ -40,30 +59,28 @@ def upload(base, path, user, password):
             f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{path.name}"\r\n'
             "Content-Type: application/octet-stream\r\n\r\n").encode()
     body += path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(f"{base}/", data=body, method="POST", headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode(),
-    })
-    with urllib.request.urlopen(request, timeout=60) as response:
+    with open_url(f"{base}/", data=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}",
+                                                  "Authorization": basic(f"{user}:{password}")}) as response:
         response.read()
 
 
 def fresh(base, path, user, password):
     project = path.name.split("-")[0].replace("_", "-")
     page = f"{base}/simple/{project}/"
+    started = time.monotonic()
     upload(base, path, user, password)
     uploaded = time.monotonic()
     while path.name not in get(page)[1]:
         if time.monotonic() - uploaded > FRESHNESS_LIMIT_SECONDS:
             sys.exit(f"{path.name} not listed on {page} after {FRESHNESS_LIMIT_SECONDS} s")
         time.sleep(0.05)
-    print(f"{time.monotonic() - uploaded:.2f}")
+    print(json.dumps({"post_seconds": uploaded - started, "listed_seconds": time.monotonic() - uploaded}))
 
 
 def timed_get(url):
     """(seconds, body bytes) of one GET."""
     started = time.monotonic()
-    with urllib.request.urlopen(url, timeout=60) as response:
+    with open_url(url) as response:
         body = response.read()
     return time.monotonic() - started, body
 

@@ -1,8 +1,13 @@
 """The defaults that keep a private index private and up."""
 
+import re
 import subprocess
+import urllib.parse
 
-from pypi_client import http_response, http_status
+from pypi_client import PROJECT_DIR, client_env, http_response, http_status
+
+# Made by `make molecule` (requirements-sslyze.txt).
+SSLYZE = PROJECT_DIR / ".cache" / "sslyze" / "bin" / "sslyze"
 
 
 def test_http_redirects_to_https(index):
@@ -57,3 +62,15 @@ def test_vhost_logs_are_rotated(host):
     assert plan.rc == 0, plan.stderr
     for log in ("pypi-index-access.log", "pypi-index-error.log"):
         assert f"/var/log/apache2/{log}" in plan.stdout + plan.stderr
+
+
+def test_tls_meets_mozillas_intermediate_profile(index):
+    """sslyze's check against Mozilla's "intermediate" configuration finds nothing
+    but the path validation of a certificate from the index's own CA."""
+    assert SSLYZE.exists(), f"{SSLYZE} is missing: make molecule installs it"
+    address = urllib.parse.urlsplit(index.url).netloc
+    result = subprocess.run([str(SSLYZE), "--mozilla_config=intermediate", address], capture_output=True,
+                            text=True, timeout=120, env=client_env())
+    report = result.stdout[result.stdout.index("COMPLIANCE AGAINST"):]
+    findings = re.findall(r"^\s+\* (\w+):", report, flags=re.MULTILINE)
+    assert findings == ["certificate_path_validation"], report

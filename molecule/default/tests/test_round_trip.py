@@ -63,11 +63,11 @@ def test_upload_without_credentials_is_401(index, dists):
     assert raw_upload_status(index.url, dists[1][0], cafile=index.ca) == 401
 
 
-def test_upload_with_wrong_password_is_403(index, dists, uploader):
-    assert raw_upload_status(index.url, dists[1][0], (uploader["name"], "wrong-password"), cafile=index.ca) == 403
+def test_upload_with_wrong_password_is_401(index, dists, uploader):
+    assert raw_upload_status(index.url, dists[1][0], (uploader["name"], "wrong-password"), cafile=index.ca) == 401
     result = twine_upload(index.url, dists[1], uploader["name"], "wrong-password", cert=index.ca)
     assert result.returncode != 0
-    assert "403" in result.stdout + result.stderr
+    assert "401" in result.stdout + result.stderr
 
 
 def test_reupload_is_refused_and_file_unchanged(host, index, uploaded, uploader):

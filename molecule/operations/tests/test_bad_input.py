@@ -31,7 +31,14 @@ CASES = {
     "space in name": ({"pypi_index_upload_users": [user("da ve")]},
                       ["pypi_index_upload_users", '"da ve"']),
     "duplicate name": ({"pypi_index_upload_users": [user("dave"), user("dave")]},
-                       ["more than once: dave"]),
+                       ["more than once", ": dave."]),
+    "empty reader password": ({**GOOD, "pypi_index_read_users": [user("erin", "")]},
+                              ["pypi_index_read_users", "password of erin"]),
+    "short reader password": ({**GOOD, "pypi_index_read_users": [user("erin", SECRET)]},
+                              ["password of erin", "32 characters", "openssl rand"]),
+    "reader and uploader with two passwords": (
+        {**GOOD, "pypi_index_read_users": [user("dave", "another-long-password")]},
+        ["more than once", "list it only there", ": dave."]),
     "unknown hash scheme": ({"pypi_index_hash_scheme": "md5"},
                             ["pypi_index_hash_scheme", "md5"]),
     "no users while uploads on": ({"pypi_index_upload_users": []},
@@ -46,7 +53,7 @@ CASES = {
                               ["pypi_index_upstream_cache_size", '"lots"']),
     "pages inside a package root": ({"pypi_index_pages_dir": "/srv/pypi-index/packages/simple"},
                                     ["pypi_index_pages_dir must be an absolute path outside every package root"]),
-    "pass-through without static pages": ({"pypi_index_authenticate": ["update", "list"]},
+    "pass-through without static pages": ({"pypi_index_static_pages": False},
                                           ["pypi_index_upstream_url needs the static pages"]),
 }
 

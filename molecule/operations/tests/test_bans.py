@@ -1,0 +1,58 @@
+"""fail2ban bans an address that keeps failing password checks; Apache refuses
+it, other clients go on, and the ban lifts."""
+
+import time
+
+import pytest
+from playbooks import output, run_playbook
+from pypi_client import basic_auth, http_status, status_from_inside
+
+USER, PASSWORD = "carol", "carol-long-password"
+MAX_RETRY, BAN_SECONDS = 3, 20
+SETTINGS = {
+    "pypi_index_upload_users": [{"name": USER, "password": PASSWORD}],
+    "pypi_index_authenticate": ["update", "download", "list"],
+    "pypi_index_ban_max_retry": MAX_RETRY,
+    "pypi_index_ban_find_time": "1m",
+    "pypi_index_ban_time": f"{BAN_SECONDS}s",
+    # host_vars exempt this machine, for the other modules' wrong passwords.
+    "pypi_index_ban_ignore_from": [],
+}
+GOOD = {"Authorization": basic_auth((USER, PASSWORD))}
+WRONG = {"Authorization": basic_auth((USER, "a-wrong-password"))}
+
+
+@pytest.fixture(scope="module")
+def banned(host, server):
+    """This machine fails MAX_RETRY password checks, then waits (at most 15 s) to be refused."""
+    result = run_playbook("site.yml", SETTINGS)
+    assert result.returncode == 0, output(result)
+    assert http_status(f"{server.url}/simple/", headers=GOOD) == 200
+    for _ in range(MAX_RETRY):
+        assert http_status(f"{server.url}/simple/", headers=WRONG) == 401
+    deadline = time.monotonic() + 15
+    while http_status(f"{server.url}/simple/", headers=GOOD) != 403:
+        assert time.monotonic() < deadline, "not banned 15 s after the failures"
+        time.sleep(0.5)
+    return time.monotonic()
+
+
+def test_fail2ban_decides_the_ban(host, banned):
+    status = host.check_output("fail2ban-client status pypi-index")
+    assert "Currently banned:\t1" in status, status
+
+
+def test_banned_address_is_refused_even_with_the_right_password(banned, server):
+    assert http_status(f"{server.url}/simple/", headers=GOOD) == 403
+    assert http_status(f"{server.url}/", method="POST", data=b"", headers=GOOD) == 403
+
+
+def test_other_clients_are_unaffected(host, banned):
+    assert status_from_inside(host, "/simple/", headers=GOOD) == 200
+
+
+def test_the_ban_lifts(banned, server):
+    deadline = banned + BAN_SECONDS + 15
+    while http_status(f"{server.url}/simple/", headers=GOOD) != 200:
+        assert time.monotonic() < deadline, f"still banned {BAN_SECONDS + 15} s after the ban"
+        time.sleep(1)
