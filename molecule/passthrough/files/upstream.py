@@ -6,7 +6,8 @@ otherwise, with absolute links to /files/ on this host and their sha256.
 Like the index reached from the test machine, it sends no Vary header, so a
 cache in front must keep the two forms apart by itself, and it ignores a
 query string (PEP 691's ?format= is optional). Every request path is
-appended to LOG_FILE, so that the tests can tell what was asked.
+appended to LOG_FILE (and whether it carried an Authorization header), so
+that the tests can tell what was asked.
 """
 
 import hashlib
@@ -40,7 +41,7 @@ def project_files(name):
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         with LOG_FILE.open("a") as log:
-            log.write(self.path + "\n")
+            log.write(self.path + (" with Authorization" if "Authorization" in self.headers else "") + "\n")
         request_path = urllib.parse.urlsplit(self.path).path
         if request_path.startswith("/files/"):
             path = FILES_DIR / Path(request_path[len("/files/"):]).name
