@@ -10,6 +10,7 @@ import re
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -219,3 +220,35 @@ def role_default(name):
     """A default of the pypi_index role, with the other defaults it names filled in."""
     defaults = yaml.safe_load(ROLE_DEFAULTS.read_text())
     return yaml.safe_load(re.sub(r"\{\{ (\w+) \}\}", lambda found: defaults[found.group(1)], json.dumps(defaults[name])))
+
+
+class BackgroundRequests:
+    """Calls step(n) for n = 0, 1, ... in a thread while the with-block runs,
+    at most `limit` times and `seconds` long. step returns None when the
+    request went well, else what went wrong; an OSError counts as wrong too.
+    `done` counts the calls, `failures` holds (n, what went wrong)."""
+
+    def __init__(self, step, limit, seconds=300):
+        self.step, self.limit, self.seconds = step, limit, seconds
+        self.done, self.failures = 0, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self):
+        deadline = time.monotonic() + self.seconds
+        while not self._stop.is_set() and self.done < self.limit and time.monotonic() < deadline:
+            try:
+                failure = self.step(self.done)
+            except OSError as error:
+                failure = str(error)
+            if failure is not None:
+                self.failures.append((self.done, failure))
+            self.done += 1

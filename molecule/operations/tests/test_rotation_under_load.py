@@ -9,7 +9,8 @@ import urllib.request
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import basic_auth, http_status, raw_upload_status, role_default, wait_listed
+from pypi_client import (BackgroundRequests, basic_auth, http_status, raw_upload_status, role_default,
+                         wait_listed)
 
 # Read users need 32 characters; the same suffixes serve the upload users.
 OLD, NEW = "-first-token-0123456789abcdefghijkl", "-second-token-0123456789abcdefghijk"
@@ -62,43 +63,22 @@ def private_index(server, workdir):
     assert wait_listed(server.url, "seed-1.0.tar.gz", ("dev", "dev" + OLD))
 
 
-class _Load:
+def _load(url, workdir):
     """dev reads pages and a file, bob uploads new files, until the block ends
     (at most 2000 requests or 300 s); every answer must be 200."""
+    reader = {"Authorization": basic_auth(("dev", "dev" + OLD))}
 
-    def __init__(self, url, workdir):
-        self.url, self.workdir, self.done, self.failures = url, workdir, 0, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def step(n):
+        if n % 10 == 9:
+            status = raw_upload_status(url, tarball(workdir, f"load-{n}.tar.gz"), ("bob", "bob" + OLD))
+        else:
+            path = ("/simple/seed/", "/packages/seed-1.0.tar.gz")[n % 2]
+            with urllib.request.urlopen(urllib.request.Request(url + path, headers=reader), timeout=10) as response:
+                response.read()
+                status = response.status
+        return None if status == 200 else status
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _read(self, path):
-        request = urllib.request.Request(self.url + path, headers={"Authorization": basic_auth(("dev", "dev" + OLD))})
-        with urllib.request.urlopen(request, timeout=10) as response:
-            response.read()
-            return response.status
-
-    def _run(self):
-        deadline = time.monotonic() + 300
-        while not self._stop.is_set() and self.done < 2000 and time.monotonic() < deadline:
-            try:
-                if self.done % 10 == 9:
-                    upload = tarball(self.workdir, f"load-{self.done}.tar.gz")
-                    status = raw_upload_status(self.url, upload, ("bob", "bob" + OLD))
-                else:
-                    status = self._read(("/simple/seed/", "/packages/seed-1.0.tar.gz")[self.done % 2])
-            except OSError as error:
-                status = str(error)
-            if status != 200:
-                self.failures.append((self.done, status))
-            self.done += 1
+    return BackgroundRequests(step, limit=2000)
 
 
 def test_rotation_under_load(host, private_index, server, workdir):
@@ -112,7 +92,7 @@ def test_rotation_under_load(host, private_index, server, workdir):
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    with _Load(server.url, workdir) as load:
+    with _load(server.url, workdir) as load:
         time.sleep(2)
         rotated = run_playbook("rotate-upload-passwords.yml", users(NEW))
         time.sleep(2)

@@ -1,12 +1,11 @@
 """Ops add, rotate and remove upload users; uploaders and downloaders see the result at once."""
 
-import threading
-import time
 import urllib.request
 
 import pytest
 from playbooks import changed_count, output, run_playbook
-from pypi_client import fresh_venv, make_package, pip, raw_upload_status, twine_upload
+from pypi_client import (BackgroundRequests, fresh_venv, make_package, pip, raw_upload_status,
+                         twine_upload)
 
 NAME = "ops_example"
 ALICE_1, ALICE_2, ALICE_3 = "alice-first-password", "alice-second-password", "alice-unused-password"
@@ -48,7 +47,7 @@ def test_rotation_changes_only_the_password_file(host, converged, dists, tmp_pat
     assert first.returncode == 0, first.stdout + first.stderr
     wheel = next(d for d in dists[0] if d.suffix == ".whl")
     apache_pid = _apache_pid(host)
-    downloads = _DownloadLoop([f"{server.url}/packages/{wheel.name}", f"{server.url}/simple/ops-example/"])
+    downloads = _download_loop([f"{server.url}/packages/{wheel.name}", f"{server.url}/simple/ops-example/"])
 
     with downloads:
         rotated = run_playbook("rotate-upload-passwords.yml", users(ALICE_2, BOB_1), verbose=True)
@@ -102,29 +101,11 @@ def _apache_pid(host):
     return host.check_output("systemctl show --property MainPID --value apache2")
 
 
-class _DownloadLoop:
-    """Downloads in a background thread until the block ends (at most 3000 requests or 300 s)."""
+def _download_loop(urls):
+    """Downloads in the background until the block ends (at most 3000 requests or 300 s)."""
 
-    def __init__(self, urls):
-        self.urls, self.done, self.failures = urls, 0, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    def download(n):
+        with urllib.request.urlopen(urls[n % len(urls)], timeout=10) as response:
+            response.read()
 
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self):
-        deadline = time.monotonic() + 300
-        while not self._stop.is_set() and self.done < 3000 and time.monotonic() < deadline:
-            url = self.urls[self.done % len(self.urls)]
-            try:
-                with urllib.request.urlopen(url, timeout=10) as response:
-                    response.read()
-            except OSError as error:
-                self.failures.append(f"{url}: {error}")
-            self.done += 1
+    return BackgroundRequests(download, limit=3000)
