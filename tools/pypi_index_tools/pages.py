@@ -73,12 +73,22 @@ def fragment(entry, algo, hashes):
     return f"#{algo}={known[2]}"
 
 
+def label(filename):
+    """A file's link text on its project's page, which ends its link."""
+    return f">{html.escape(filename)}</a>"
+
+
+def lists(page, filename):
+    """Whether a project page (its text) has a link to a file of that name."""
+    return label(filename) in page
+
+
 def project_page(name, entries, algo, hashes):
     """The page of one project, its files sorted by version as pip ranks them."""
     entries = sorted(entries, key=lambda entry: (entry[0].parsed_version, entry[0].relfn))
     links = "".join(
         f'            <a href="../../packages/{urllib.parse.quote(entry[0].relfn_unix)}'
-        f'{fragment(entry, algo, hashes)}">{html.escape(os.path.basename(entry[0].relfn_unix))}</a><br>\n'
+        f'{fragment(entry, algo, hashes)}"{label(os.path.basename(entry[0].relfn_unix))}<br>\n'
         for entry in entries
     )
     return PAGE.format(title=f"Links for {html.escape(name)}", links=links)
