@@ -107,10 +107,24 @@ def test_reserved_name_is_404_and_never_asked_upstream(server, upstream):
     assert "acme" not in upstream_requests(upstream)
 
 
+@pytest.mark.parametrize("accept, form", [
+    (None, "text/html"),
+    ("text/html", "text/html"),
+    (JSON_TYPE, JSON_TYPE),
+    # pip's
+    (f"{JSON_TYPE}, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01", JSON_TYPE),
+])
+def test_every_answer_names_accept_in_vary_from_upstream_or_from_the_cache(server, upstream, accept, form):
+    for attempt in ("miss or hit", "hit"):
+        _, headers = http_response(f"{server.url}/simple/public-base/", headers={"Accept": accept} if accept else {})
+        # A hit has no mod_headers: its Vary comes from mod_rewrite.
+        assert attempt != "hit" or headers["X-Cache"].startswith("HIT"), dict(headers)
+        assert headers["Content-Type"].startswith(form), (attempt, dict(headers))
+        assert [value.strip() for value in headers.get("Vary", "").split(",")] == ["Accept"], (attempt, dict(headers))
+
+
 def test_upstream_pages_come_in_the_form_asked_with_links_through_the_index(server, upstream):
     json_page = page_text(f"{server.url}/simple/public-dep/", headers={"Accept": JSON_TYPE})
-    _, headers = http_response(f"{server.url}/simple/public-dep/", headers={"Accept": JSON_TYPE})
-    assert headers["Content-Type"] == JSON_TYPE and "Accept" in headers["Vary"]
     urls = [entry["url"] for entry in json.loads(json_page)["files"]]
     assert urls and all(url.startswith("/upstream-files/public_dep-1.0") for url in urls), urls
 
