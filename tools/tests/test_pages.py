@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pypi_index_tools.pages import build_all
+from pypi_index_tools import pages as pages_module
+from pypi_index_tools.pages import EVENT, IN_CLOSE_WRITE, IN_ISDIR, IN_Q_OVERFLOW, Pages, build_all, events
 
 TOOLS = Path(__file__).resolve().parents[1]
 
@@ -175,6 +176,87 @@ def test_projects_of_both_roots_are_listed(site):
     assert "foo-1.0.tar.gz" in page(site, "foo") and "foo-1.1.zip" in page(site, "foo")
 
 
+@pytest.fixture
+def watched(site):
+    """Pages built once, as the watcher starts; after that no root may be walked again."""
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    add(site["roots"][1], "bar-1.0.tar.gz")
+    pages = Pages(site["out"], site["state"], site["roots"], "sha256")
+    pages.build_all()
+    return pages
+
+
+@pytest.fixture
+def no_walk(monkeypatch):
+    def listdir(*_):
+        raise AssertionError("a root was listed whole")
+
+    monkeypatch.setattr(pages_module, "listdir", listdir)
+
+
+def mtime(site, project):
+    return (site["out"] / project / "index.html").stat().st_mtime_ns
+
+
+def test_an_update_writes_only_the_page_of_the_project_that_changed(site, watched, no_walk):
+    bar_before, root_before = mtime(site, "bar"), (site["out"] / "index.html").stat().st_mtime_ns
+    add(site["roots"][0], "foo-1.1.tar.gz", b"new")
+
+    assert watched.update({(site["roots"][0], "foo-1.1.tar.gz")}) == {"written": 1, "removed": 0}
+
+    assert link("foo-1.1.tar.gz", b"new") in page(site, "foo") and "foo-1.0.tar.gz" in page(site, "foo")
+    assert mtime(site, "bar") == bar_before
+    assert (site["out"] / "index.html").stat().st_mtime_ns == root_before
+    watched.save()
+    assert str(site["roots"][0] / "foo-1.1.tar.gz") in json.loads(site["state"].read_text())["hashes"]
+
+
+def test_an_update_with_a_new_project_writes_its_page_and_the_root_page(site, watched, no_walk):
+    add(site["roots"][1], "New_Comer-0.1-py3-none-any.whl", b"wheel")
+
+    assert watched.update({(site["roots"][1], "New_Comer-0.1-py3-none-any.whl")}) == {"written": 2, "removed": 0}
+
+    assert 'href="new-comer/"' in page(site)
+    assert link("New_Comer-0.1-py3-none-any.whl", b"wheel") in page(site, "new-comer")
+
+
+def test_an_update_after_the_last_file_of_a_project_went_removes_its_page(site, watched, no_walk):
+    (site["roots"][1] / "bar-1.0.tar.gz").unlink()
+
+    assert watched.update({(site["roots"][1], "bar-1.0.tar.gz")}) == {"written": 1, "removed": 1}
+
+    assert not (site["out"] / "bar").exists() and 'href="bar/"' not in page(site)
+    watched.save()
+    assert list(json.loads(site["state"].read_text())["hashes"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
+
+
+def test_an_update_ignores_what_pypiserver_would_not_list(site, watched, no_walk):
+    add(site["roots"][0], ".foo-2.0.tar.gz")  # hidden, as a file being written may be
+    add(site["roots"][0], "README")  # no name and version
+
+    changed = {(site["roots"][0], name) for name in (".foo-2.0.tar.gz", "README", "never-1.0.tar.gz")}
+    assert watched.update(changed) == {"written": 0, "removed": 0}
+    assert "foo-2.0" not in page(site, "foo")
+
+
+def event(watch_id, mask, name):
+    """One inotify event as the kernel queues it: the name NUL-padded."""
+    padded = name.ljust((len(name) // 16 + 1) * 16, b"\0")
+    return EVENT.pack(watch_id, mask, 0, len(padded)) + padded
+
+
+def test_events_name_the_files_of_each_root():
+    buffer = event(1, IN_CLOSE_WRITE, b"foo-1.0.tar.gz") + event(2, IN_CLOSE_WRITE, b"bar-1.0.tar.gz")
+
+    assert events(buffer, {1: "/a", 2: "/b"}) == {("/a", "foo-1.0.tar.gz"), ("/b", "bar-1.0.tar.gz")}
+
+
+@pytest.mark.parametrize("mask", [IN_Q_OVERFLOW, IN_CLOSE_WRITE | IN_ISDIR])
+def test_lost_events_or_a_directory_mean_listing_everything_again(mask):
+    assert events(event(1, IN_CLOSE_WRITE, b"foo-1.0.tar.gz") + event(-1 if mask == IN_Q_OVERFLOW else 1, mask, b"x"),
+                  {1: "/a"}) is None
+
+
 def test_watch_builds_the_page_of_a_file_copied_into_a_root(site, tmp_path):
     add(site["roots"][0], "foo-1.0.tar.gz")
     command = [sys.executable, "-m", "pypi_index_tools.pages", "--watch", "--out", str(site["out"]),
@@ -188,15 +270,19 @@ def test_watch_builds_the_page_of_a_file_copied_into_a_root(site, tmp_path):
 
         assert wait_for(site["out"] / "newcomer" / "index.html")
         assert link("newcomer-0.1-py3-none-any.whl", b"wheel") in page(site, "newcomer")
+
+        (site["roots"][1] / "newcomer-0.1-py3-none-any.whl").unlink()
+        assert wait_for(site["out"] / "newcomer" / "index.html", present=False)
+        assert 'href="newcomer/"' not in page(site)
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
-def wait_for(path, seconds=10):
-    """True once path exists; the watcher's builds are asynchronous to the test."""
+def wait_for(path, seconds=10, present=True):
+    """True once path exists (or is gone); the watcher's builds are asynchronous to the test."""
     deadline = time.monotonic() + seconds
-    while not path.exists():
+    while path.exists() != present:
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
