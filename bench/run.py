@@ -50,6 +50,11 @@ SERVERS = {
     "standalone": "http://127.0.0.1:8082",
 }
 STANDALONE_UNIT = "bench-standalone"
+# One full build of the pages, as each play and each start of the page
+# service runs it (the role's defaults; the hashes are known by then).
+PAGES_DIR = "/var/cache/pypi-index/simple"
+PAGE_BUILD = ("runuser -u www-data -- env PYTHONPATH=/opt/pypi-index/lib /opt/pypi-index/venv/bin/python"
+              f" -m pypi_index_tools.pages --out {PAGES_DIR} --state {PAGES_DIR}/.hashes.json {PACKAGES}")
 # The index's own CA (selfsigned mode), which the probes and pip trust.
 TLS_CA = "/etc/pypi-index/tls/selfsigned/ca.crt"
 # What the profile asks of every probe (BENCH_CA, BENCH_AUTH: see probe.py).
@@ -232,13 +237,27 @@ def freshness():
 
 
 def memory_mib():
-    """Resident memory of each application server after the load."""
-    output = inside("ps -eo rss=,args= | grep -E '^ *[0-9]+ (\\(wsgi:pypi-index\\)|.*pypi-server run)' || true")
-    totals = {"index": 0, "standalone": 0}
+    """Resident memory of each application server after the load, and of the page service."""
+    output = inside("ps -eo rss=,args= | grep -E '^ *[0-9]+ (\\(wsgi:pypi-index\\)|.*pypi-server run"
+                    "|.*pypi_index_tools.pages .*--watch)' || true")
+    totals = {"index": 0, "standalone": 0, "pages": 0}
     for line in output.splitlines():
         rss, command = line.split(None, 1)
-        totals["index" if "wsgi:pypi-index" in command else "standalone"] += int(rss)
-    return {server: kib / 1024 for server, kib in totals.items()}
+        kind = "index" if "wsgi:pypi-index" in command else "pages" if "--watch" in command else "standalone"
+        totals[kind] += int(rss)
+    return {kind: kib / 1024 for kind, kib in totals.items()}
+
+
+def page_build():
+    """Seconds and peak resident MiB of one full build of the pages; None without the page service."""
+    if inside("systemctl is-active pypi-index-pages.service || true").strip() != "active":
+        return None
+    output = inside("python3 -c 'import resource, subprocess, sys, time; started = time.monotonic();"
+                    " subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL);"
+                    " print(time.monotonic() - started, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)' "
+                    + PAGE_BUILD)
+    seconds, kib = output.split()
+    return float(seconds), int(kib) / 1024
 
 
 def machine(file_count):
@@ -266,7 +285,7 @@ def met(measure, value):
     return "yes" if ok else "NO"
 
 
-def report(out, args, results, provisioning, fresh, cold, memory, described):
+def report(out, args, results, provisioning, fresh, cold, memory, built, described):
     rows = []
     for measure in MEASURES:
         static = results["static"][measure.key]
@@ -296,6 +315,12 @@ def report(out, args, results, provisioning, fresh, cold, memory, described):
     rows.append({"measure": "resident memory of the application", "unit": "MiB", "static": "",
                  "index": f"{memory['index']:.0f}", "standalone": f"{memory['standalone']:.0f}",
                  "index/static": "", "standalone/static": "", "target": "", "met": ""})
+    if built:
+        for label, unit, value in (("full page build (each play, each start of the page service)", "s", built[0]),
+                                   ("peak resident memory of that build", "MiB", built[1]),
+                                   ("resident memory of the page service, after the load", "MiB", memory["pages"])):
+            rows.append({"measure": label, "unit": unit, "static": "", "index": f"{value:.{2 if unit == 's' else 0}f}",
+                         "standalone": "", "index/static": "", "standalone/static": "", "target": "", "met": ""})
 
     with open(out / "results.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -383,7 +408,8 @@ def main():
         results = measure_all(args)
         fresh = freshness()
         memory = memory_mib()
-        rows = report(out, args, results, provisioning, fresh, cold, memory, machine(file_count))
+        built = page_build()
+        rows = report(out, args, results, provisioning, fresh, cold, memory, built, machine(file_count))
     finally:
         if not args.keep:
             playbook("demo-destroy.yml", *container_vars(args.image))
