@@ -47,9 +47,8 @@ def test_public_project_needs_the_password_too(server, private_reads):
 
 def test_password_never_reaches_the_upstream_and_the_page_is_cached(server, private_reads, upstream_host):
     page = f"{server.url}/simple/{NAME.replace('_', '-')}/"
-    headers = {"Authorization": basic_auth(READER)}
-    assert f"{NAME}-1.0" in page_text(page, headers=headers)
-    _, second = http_response(page, headers=headers)
+    assert f"{NAME}-1.0" in page_text(page, credentials=READER)
+    _, second = http_response(page, headers={"Authorization": basic_auth(READER)})
     assert second["X-Cache"].startswith("HIT"), second["X-Cache"]
     log = upstream_host.file(UPSTREAM_LOG).content_string
     assert NAME.replace("_", "-") in log and "Authorization" not in log, log
