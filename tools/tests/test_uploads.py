@@ -6,7 +6,6 @@ import threading
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pypiserver
