@@ -44,7 +44,8 @@ lint: setup
 	mkdir -p .cache && printf '%s\n' demo-vault-password > $(DEMO_VAULT_PASS)
 	ansible-inventory -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) --list > /dev/null
 	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
-	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml
+	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml \
+	  playbooks/yank.yml playbooks/remove-release.yml
 
 # The host tools' unit tests: seconds, no Docker.
 unit: setup

@@ -54,13 +54,23 @@ STANDALONE_UNIT = "bench-standalone"
 # service runs it (the role's defaults; the hashes are known by then).
 PAGES_DIR = "/var/cache/pypi-index/simple"
 PAGE_BUILD = ("runuser -u www-data -- env PYTHONPATH=/opt/pypi-index/lib /opt/pypi-index/venv/bin/python"
-              f" -m pypi_index_tools.pages --out {PAGES_DIR} --state {PAGES_DIR}/.hashes.json {PACKAGES}")
+              f" -m pypi_index_tools.pages --out {PAGES_DIR} --state {PAGES_DIR}/.hashes.json"
+              f" --metadata /var/cache/pypi-index/metadata {PACKAGES}")
 # The index's own CA (selfsigned mode), which the probes and pip trust.
 TLS_CA = "/etc/pypi-index/tls/selfsigned/ca.crt"
 # What the profile asks of every probe (BENCH_CA, BENCH_AUTH: see probe.py).
 PROBE_ENV = {}
 # A small public project with one file per release, fetched through the index.
 UPSTREAM_PROJECT = "six"
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+# The clients of the resolution measure, in the client virtualenv: releases
+# that read PEP 658 metadata (pip's --dry-run downloads no wheel it has the
+# metadata of), as the project's own tools pin them.
+CLIENTS = ["pip==26.3", "uv==0.13.9"]
+# Where the role's pip finds the CA of this machine's proxy to PyPI.
+PIP_CA = "/opt/pypi-index/pip-ca.pem"
+ACCESS_LOGS = {"index": "/var/log/apache2/pypi-index-access.log",
+               "static": "/var/log/apache2/bench-static-access.log"}
 
 
 @dataclass
@@ -72,12 +82,17 @@ class Measure:
     target: float | None = None
     path: str = ""
     servers: tuple = tuple(SERVERS)
+    accept: str = ""
 
 
 MEASURES = [
     Measure("simple", "/simple/", "req/s", True, path="/simple/"),
     Measure("project", "/simple/<name>/, one project", "req/s", True, 0.5, "/simple/bench-pkg-0001/"),
     Measure("projects", "/simple/<name>/, random projects", "req/s", True),
+    # pypi-server alone has no JSON form; the static server picks the index's
+    # own JSON file by a rewrite on Accept.
+    Measure("json", "/simple/<name>/, PEP 691 JSON", "req/s", True, 0.9, "/simple/bench-pkg-0001/",
+            ("static", "index"), JSON_TYPE),
     Measure("small", "download, 2 KiB wheel", "req/s", True, 0.9, "/packages/bench_pkg_0001-1.0.0-py3-none-any.whl"),
     Measure("big", "download, 10 MiB wheel", "req/s", True, 0.9, "/packages/bench_big-1.0.0-py3-none-any.whl"),
     Measure("pip", "pip install, 20 dependencies", "s", False, 1.5),
@@ -142,7 +157,9 @@ def configure_profile(extra_vars):
 def prepare_host(args):
     """Load tool, synthetic set, the static ceiling and the standalone server."""
     run(["docker", "cp", str(FILES), f"{CONTAINER}:{TOOLS_DIR}"])
-    inside("apt-get install -y -qq wrk > /dev/null && python3 -m venv " + CLIENT_VENV)
+    inside("apt-get install -y -qq wrk > /dev/null && python3 -m venv " + CLIENT_VENV
+           + f" && {CLIENT_VENV}/bin/pip install --quiet --disable-pip-version-check"
+           + f" $(test -f {PIP_CA} && echo --cert {PIP_CA}) " + shlex.join(CLIENTS))
     count = inside(
         f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
         f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
@@ -150,8 +167,12 @@ def prepare_host(args):
     # The page service rebuilds the pages as the files land: wait until it has
     # listed the project written last.
     if inside("systemctl is-active pypi-index-pages.service || true").strip() == "active":
-        inside("for _ in $(seq 600); do test -f /var/cache/pypi-index/simple/bench-big/index.html && exit 0;"
-               " sleep 0.1; done; exit 1")
+        inside("for _ in $(seq 600); do test -f /var/cache/pypi-index/simple/bench-heavy-app/index.html"
+               " && exit 0; sleep 0.1; done; exit 1")
+        inside(f"cp {PAGES_DIR}/bench-pkg-0001/index.json /srv/bench-static/simple/bench-pkg-0001/")
+    else:
+        # No static pages, no JSON form and no metadata: nothing to compare.
+        MEASURES[:] = [measure for measure in MEASURES if measure.key != "json"]
     cold = json.loads(inside(f"python3 {TOOLS_DIR}/probe.py mirror {SERVERS['index']} {UPSTREAM_PROJECT}"
                              " /srv/bench-static"))
     next(m for m in MEASURES if m.key == "upstream_file").path = cold["file_path"]
@@ -172,9 +193,11 @@ def check_pages(base):
            f" && {probe} {base}/simple/bench-pkg-0000/ 'bench_pkg_0000-1.0.0-py3-none-any.whl#sha256='")
 
 
-def wrk(url, args, script=None):
+def wrk(url, args, script=None, accept=""):
     """Requests per second wrk measures; any non-2xx answer or socket error invalidates the run."""
     options = ["-s", f"{TOOLS_DIR}/{script}"] if script else []
+    if accept:
+        options += ["-H", f"Accept: {accept}"]
     if "BENCH_AUTH" in PROBE_ENV:
         options += ["-H", "Authorization: Basic " + base64.b64encode(PROBE_ENV["BENCH_AUTH"].encode()).decode()]
     output = inside(shlex.join(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
@@ -205,7 +228,7 @@ def load(measure, base, args):
         return pip_seconds(base)
     if measure.key == "projects":
         return wrk(f"{base}/", args, script="random-project.lua")
-    return wrk(f"{base}{measure.path}", args)
+    return wrk(f"{base}{measure.path}", args, accept=measure.accept)
 
 
 def measure_all(args):
@@ -221,6 +244,44 @@ def measure_all(args):
             results[server][measure.key] = statistics.median(figures[server] for figures in rounds)
         log(f"{measure.label}: " + ", ".join(f"{server} {results[server][measure.key]:.2f}"
                                               for server in measure.servers))
+    return results
+
+
+def timed(command):
+    """Seconds of a shell command in the container (its output dropped)."""
+    return float(inside(f"TIMEFORMAT=%R && {{ time {command} > /dev/null; }} 2>&1").strip().splitlines()[-1])
+
+
+def sent_bytes(server, offset):
+    """Bytes a server sent (%O) in the access-log lines written after offset."""
+    script = ("import re, sys; log = open(sys.argv[1], 'rb'); log.seek(int(sys.argv[2]));"
+              " print(sum(int(sent) for sent in re.findall(rb'\" \\d{3} (\\d+) ', log.read())))")
+    return int(inside(shlex.join(["python3", "-c", script, ACCESS_LOGS[server], str(offset)])))
+
+
+def resolution():
+    """Seconds and bytes sent of a cold resolution of bench-heavy-app (20 dependencies, each a
+    10 MiB wheel) by pip (install --dry-run) and by uv (pip compile), from the
+    static server (HTML pages, no metadata) and from the index (JSON, PEP 658 metadata)."""
+    results = {}
+    for client in ("pip", "uv"):
+        for server in ("static", "index"):
+            base = SERVERS[server]
+            if "BENCH_AUTH" in PROBE_ENV:
+                base = base.replace("://", f"://{PROBE_ENV['BENCH_AUTH']}@")
+            ca = PROBE_ENV.get("BENCH_CA")
+            if client == "pip":
+                command = (f"{CLIENT_VENV}/bin/pip install --dry-run --quiet --no-cache-dir"
+                           f" --disable-pip-version-check{f' --cert {ca}' if ca else ''}"
+                           f" --index-url {base}/simple/ bench-heavy-app")
+            else:
+                command = (f"echo bench-heavy-app | env UV_NO_CONFIG=1 UV_NO_CACHE=1"
+                           f"{f' SSL_CERT_FILE={ca}' if ca else ''}"
+                           f" {CLIENT_VENV}/bin/uv pip compile --quiet --index-url {base}/simple/ -")
+            offset = int(inside(f"stat -c %s {ACCESS_LOGS[server]}"))
+            seconds = timed(command)
+            results[client, server] = seconds, sent_bytes(server, offset)
+            log(f"{client} resolution from {server}: {seconds:.2f} s, {results[client, server][1] / 1e6:.1f} MB")
     return results
 
 
@@ -285,7 +346,7 @@ def met(measure, value):
     return "yes" if ok else "NO"
 
 
-def report(out, args, results, provisioning, fresh, cold, memory, built, described):
+def report(out, args, results, provisioning, fresh, cold, memory, built, resolved, described):
     rows = []
     for measure in MEASURES:
         static = results["static"][measure.key]
@@ -305,13 +366,21 @@ def report(out, args, results, provisioning, fresh, cold, memory, built, describ
                      "index/static": "", "standalone/static": "", "target": "", "met": ""})
     fresh_seconds, rerun_seconds, rerun_changed = provisioning
     for label, value, limit in (("upload POST answered", fresh["post_seconds"], 1),
-                                ("fresh upload listed", fresh["listed_seconds"], 5),
+                                ("fresh upload listed (HTML and JSON)", fresh["listed_seconds"], 1),
                                 ("fresh provision (site.yml)", fresh_seconds, 180),
                                 (f"no-change re-run (changed={rerun_changed})", rerun_seconds, 30)):
         ok = value <= limit and (rerun_changed == 0 or "re-run" not in label)
         rows.append({"measure": label, "unit": "s", "static": "", "index": f"{value:.2f}", "standalone": "",
                      "index/static": "", "standalone/static": "", "target": f"≤ {limit} s",
                      "met": "yes" if ok else "NO"})
+    for client in ("pip", "uv") if resolved else ():
+        command = "pip install --dry-run" if client == "pip" else "uv pip compile"
+        for position, unit, scale in ((0, "s", 1), (1, "MB sent", 1e6)):
+            static, index = resolved[client, "static"][position] / scale, resolved[client, "index"][position] / scale
+            rows.append({"measure": f"cold {command}, 20 deps of 10 MiB wheels (static: no metadata)",
+                         "unit": unit, "static": f"{static:.2f}", "index": f"{index:.2f}", "standalone": "",
+                         "index/static": f"{index / static:.3g}" if static else "", "standalone/static": "",
+                         "target": "", "met": ""})
     rows.append({"measure": "resident memory of the application", "unit": "MiB", "static": "",
                  "index": f"{memory['index']:.0f}", "standalone": f"{memory['standalone']:.0f}",
                  "index/static": "", "standalone/static": "", "target": "", "met": ""})
@@ -406,10 +475,11 @@ def main():
         file_count, cold = prepare_host(args)
         log(f"{file_count} package files; measuring")
         results = measure_all(args)
+        resolved = resolution() if any(measure.key == "json" for measure in MEASURES) else None
         fresh = freshness()
         memory = memory_mib()
         built = page_build()
-        rows = report(out, args, results, provisioning, fresh, cold, memory, built, machine(file_count))
+        rows = report(out, args, results, provisioning, fresh, cold, memory, built, resolved, machine(file_count))
     finally:
         if not args.keep:
             playbook("demo-destroy.yml", *container_vars(args.image))

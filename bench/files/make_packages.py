@@ -5,7 +5,10 @@ Every file is a real, installable wheel:
   bench-pkg-NNNN  --projects projects x --versions versions, about 2 KiB each;
   bench-dep-NN    20 dependencies of bench-app, --versions versions each;
   bench-app       imports all 20 dependencies (the `pip install` measure);
-  bench-big       one wheel of --big-mib MiB (the large download).
+  bench-big       one wheel of --big-mib MiB (the large download);
+  bench-heavy-NN  20 dependencies of bench-heavy-app, one wheel of
+                  --heavy-mib MiB each (the resolution measure: with PEP 658
+                  metadata a resolver needs none of them).
 The static tree (PEP 503, links with #sha256= as pypiserver writes them) is
 what Apache serves as the ceiling. One more wheel is left outside the
 package directory for the upload-freshness probe.
@@ -63,6 +66,10 @@ def projects(args):
     imports = "".join(f"import {dep.replace('-', '_')}  # noqa: F401\n" for dep in deps).encode()
     yield "bench-app", [wheel_bytes("bench-app", "1.0.0", {"bench_app/__init__.py": imports}, deps)]
     yield "bench-big", [wheel_bytes("bench-big", "1.0.0", payload_module("bench-big", args.big_mib << 20))]
+    heavy = [f"bench-heavy-{number:02d}" for number in range(1, DEPENDENCIES + 1)]
+    for name in heavy:
+        yield name, [wheel_bytes(name, "1.0.0", payload_module(name, args.heavy_mib << 20))]
+    yield "bench-heavy-app", [wheel_bytes("bench-heavy-app", "1.0.0", {"bench_heavy_app/__init__.py": b""}, heavy)]
 
 
 def link(file_name, data):
@@ -78,6 +85,7 @@ def main():
     parser.add_argument("--projects", type=int, required=True)
     parser.add_argument("--versions", type=int, required=True)
     parser.add_argument("--big-mib", type=int, default=10)
+    parser.add_argument("--heavy-mib", type=int, default=10)
     parser.add_argument("--packages", type=Path, required=True)
     parser.add_argument("--static", type=Path, required=True)
     parser.add_argument("--probe", type=Path, required=True, help="where the freshness probe's wheel goes")

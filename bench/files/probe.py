@@ -4,7 +4,7 @@
   probe.py fresh BASE FILE USER PASSWORD
                                 upload FILE to BASE/ as twine would; print the
                                 seconds until the POST is answered and until
-                                BASE/simple/<project>/ lists it
+                                BASE/simple/<project>/ lists it (HTML and JSON)
   probe.py mirror BASE PROJECT STATIC
                                 fetch BASE/simple/PROJECT/ (passed through from
                                 upstream) and the first file it links, cold;
@@ -42,8 +42,8 @@ def open_url(url, data=None, headers=None):
     return urllib.request.urlopen(request, timeout=60, context=CONTEXT)
 
 
-def get(url):
-    with open_url(url) as response:
+def get(url, headers=None):
+    with open_url(url, headers=headers) as response:
         return response.status, response.read().decode(errors="replace")
 
 
@@ -70,7 +70,10 @@ def fresh(base, path, user, password):
     started = time.monotonic()
     upload(base, path, user, password)
     uploaded = time.monotonic()
-    while path.name not in get(page)[1]:
+    # Listed in both forms: HTML, and PEP 691 JSON when the index has it (the
+    # JSON Accept gets HTML from an index without it, which lists it too).
+    json_form = {"Accept": "application/vnd.pypi.simple.v1+json"}
+    while path.name not in get(page)[1] or path.name not in get(page, json_form)[1]:
         if time.monotonic() - uploaded > FRESHNESS_LIMIT_SECONDS:
             sys.exit(f"{path.name} not listed on {page} after {FRESHNESS_LIMIT_SECONDS} s")
         time.sleep(0.05)

@@ -36,7 +36,7 @@ def run(argv, **kwargs):
     return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
 
 
-def make_package(workdir, name, version, dependencies=()):
+def make_package(workdir, name, version, dependencies=(), requires_python=None):
     """Build the guide's sample package (a hello_world() function) as sdist and wheel."""
     src = workdir / "src"
     (src / name).mkdir(parents=True)
@@ -50,6 +50,7 @@ def make_package(workdir, name, version, dependencies=()):
         f'version = "{version}"\n'
         'description = "Hello world enterprise edition"\n'
         f"dependencies = {json.dumps(list(dependencies))}\n"
+        + (f'requires-python = "{requires_python}"\n' if requires_python else "")
     )
     dist = workdir / "dist"
     # The build tools are pinned in requirements.txt; --no-isolation uses them

@@ -1,4 +1,4 @@
-"""Write the index's PEP 503 pages (/simple/) as static files for Apache to serve.
+"""Write the index's Simple API pages (/simple/) as static files for Apache to serve.
 
 The role runs it once per play; pypi-index-pages.service runs it with
 --watch: it builds every page once, keeps what it listed in memory, and then,
@@ -6,14 +6,16 @@ whenever files in a package root are closed after writing, renamed or
 deleted, rebuilds only the pages of their projects (and the root page when a
 project appears or goes), so that an upload is listed as fast at 200,000
 files as at 20. The roots are listed with pypiserver's own code, so the pages
-name exactly what pypiserver would; a file is hashed again only when its size
-or mtime changed. Each build prints how many pages it wrote and removed.
+name exactly what pypiserver would; a file is read again (digest, metadata)
+only when its size or mtime changed. Each page is written in HTML and JSON
+with a type-map (render.py); each wheel's METADATA goes to the metadata
+directory for PEP 658. Each build logs how many pages it wrote and removed,
+and each file it skips, with the reason (files.py).
 """
 
 import argparse
 import ctypes
-import hashlib
-import html
+import gzip
 import json
 import os
 import select
@@ -21,11 +23,12 @@ import shutil
 import struct
 import tempfile
 import time
-import urllib.parse
 from pathlib import Path
 
 from pypiserver.backend import listdir, valid_packages
 from pypiserver.pkg_helpers import guess_pkgname_and_version, is_listed_path, normalize_pkgname
+
+from pypi_index_tools import files, render
 
 # inotify(7): what makes a package appear, change or go; a directory, or
 # events the kernel had to drop, mean that everything is listed again.
@@ -36,25 +39,18 @@ EVENT = struct.Struct("iIII")
 # been quiet this long, or after the longer wait at most.
 QUIET_SECONDS = 0.1
 MOST_SECONDS = 1.0
-# Saving the hashes takes 0.75 s at 200,000 files, so the watcher saves them
-# once the roots have been quiet this long, not after every update.
+# Saving the records takes about a second at 200,000 files, so the watcher
+# saves them once the roots have been quiet this long, not after every update.
 SAVE_AFTER_SECONDS = 5.0
 
-PAGE = """<!DOCTYPE html>
-<html lang="en">
-    <head>
-        <meta charset="utf-8">
-        <title>{title}</title>
-    </head>
-    <body>
-        <h1>{title}</h1>
-{links}    </body>
-</html>
-"""
+# A file's record as the state file keeps it (files.record's fields).
+RECORD = ("size", "mtime", "digest", "requires_python", "metadata", "skip")
+STATE_FORMAT = 2
+YANKED = ".yanked"
 
 
 def entry(package):
-    """A package pypiserver lists, with the size and mtime its hash is kept for."""
+    """A package pypiserver lists, with the size and mtime its record is kept for."""
     stat = os.stat(package.fn)
     return package, stat.st_size, stat.st_mtime_ns
 
@@ -78,120 +74,154 @@ def listed(root, name):
     return entry(package) if package else None
 
 
-def file_digest(path, algo):
-    """The hex digest of a file, read in 1 MiB chunks so a large package needs little memory."""
-    digest = hashlib.new(algo)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def yanked(fn):
+    """The reason a file is yanked (its `<file>.yanked` beside it, maybe empty), or None."""
+    try:
+        with open(fn + YANKED, encoding="utf-8", errors="replace") as handle:
+            return " ".join(handle.read().split())
+    except FileNotFoundError:
+        return None
 
 
-def fragment(entry, algo, hashes):
-    """#<algo>=<hex> for one file, from the previous run's hash while size and mtime still match."""
-    if not algo:
-        return ""
-    package, size, mtime = entry
-    known = hashes.get(package.fn)
-    if known is None or known[:2] != [size, mtime]:
-        known = hashes[package.fn] = [size, mtime, file_digest(package.fn, algo)]
-    return f"#{algo}={known[2]}"
-
-
-def label(filename):
-    """A file's link text on its project's page, which ends its link."""
-    return f">{html.escape(filename)}</a>"
-
-
-def lists(page, filename):
-    """Whether a project page (its text) has a link to a file of that name."""
-    return label(filename) in page
-
-
-def project_page(name, entries, algo, hashes):
-    """The page of one project, its files sorted by version as pip ranks them."""
-    entries = sorted(entries, key=lambda entry: (entry[0].parsed_version, entry[0].relfn))
-    links = "".join(
-        f'            <a href="../../packages/{urllib.parse.quote(entry[0].relfn_unix)}'
-        f'{fragment(entry, algo, hashes)}"{label(os.path.basename(entry[0].relfn_unix))}<br>\n'
-        for entry in entries
-    )
-    return PAGE.format(title=f"Links for {html.escape(name)}", links=links)
-
-
-def index_page(names):
-    """The root page: one link per project."""
-    links = "".join(f'            <a href="{urllib.parse.quote(name)}/">{html.escape(name)}</a><br>\n'
-                    for name in sorted(names))
-    return PAGE.format(title="Simple Index", links=links)
+def log(**fields):
+    """One JSON line on standard output (the journal, under systemd)."""
+    print(json.dumps(fields), flush=True)
 
 
 def write(path, text):
     """Replace path with text atomically, unless it already holds it; True when written."""
+    data = text.encode() if isinstance(text, str) else text
     try:
-        if path.read_text() == text:
+        if path.read_bytes() == data:
             return False
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".", delete=False) as handle:
-        handle.write(text)
+    with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=".", delete=False) as handle:
+        handle.write(data)
     os.chmod(handle.name, 0o644)
     os.replace(handle.name, path)
     return True
 
 
-def build(out, projects, algo, hashes):
-    """Write the pages that changed and remove the directories of projects gone; both counts."""
-    written = sum(write(out / name / "index.html", project_page(name, entries, algo, hashes))
-                  for name, entries in projects.items())
-    written += write(out / "index.html", index_page(projects))
-    gone = [path for path in out.iterdir() if path.is_dir() and path.name not in projects]
-    for path in gone:
-        shutil.rmtree(path)
-    return written, len(gone)
+def write_page(directory, html, json_text):
+    """One page's forms, a gzip copy of the JSON and the type-map; 1 if the page changed, else 0."""
+    changed = [write(directory / "index.html", html), write(directory / "index.json", json_text)]
+    # mtime=0: the same page gives the same bytes, so an unchanged one is not rewritten.
+    write(directory / "index.json.gz", gzip.compress(json_text.encode(), mtime=0))
+    write(directory / "index.var", render.TYPE_MAP)
+    alias = directory / "index.v1html"
+    if not alias.is_symlink():
+        alias.symlink_to("index.html")
+    return int(any(changed))
 
 
 def report(written, removed):
     """Print the counts of a build and return them, so a caller (or a test) sees them too."""
     counts = {"written": written, "removed": removed}
-    print(json.dumps(counts), flush=True)
+    log(**counts)
     return counts
 
 
 class Pages:
     """The pages of some package roots, and the files they list, kept between builds."""
 
-    def __init__(self, out, state, roots, algo):
+    def __init__(self, out, state, roots, algo, metadata):
         self.out, self.state, self.roots, self.algo = Path(out), Path(state), roots, algo
+        self.metadata = Path(metadata)
         try:
             previous = json.loads(self.state.read_text())
         except (FileNotFoundError, ValueError):
             previous = {}
-        self.hashes = previous.get("hashes", {}) if previous.get("algo") == algo else {}
+        current = previous.get("format") == STATE_FORMAT and previous.get("algo") == algo
+        self.records = previous.get("files", {}) if current else {}
         self.projects = {}
+
+    def metadata_path(self, package):
+        return self.metadata / (package.relfn_unix + ".metadata")
+
+    def record(self, known):
+        """A file's record, read from the file only when its size or mtime changed."""
+        package, size, mtime = known
+        kept = self.records.get(package.fn)
+        if kept is not None and kept[:2] == [size, mtime]:
+            facts = dict(zip(RECORD, kept))
+            if not facts["metadata"] or self.metadata_path(package).is_file():
+                return facts
+        facts, data = files.record(package.fn, size, mtime, self.algo)
+        if facts["skip"]:
+            log(skipped=package.fn, reason=facts["skip"])
+        elif facts["note"]:
+            log(listed=package.fn, note=facts["note"])
+        if data is not None:
+            # Written before any page names it: an advertised file is always there.
+            write(self.metadata_path(package), data)
+        self.records[package.fn] = [facts[field] for field in RECORD]
+        return facts
+
+    def project_pages(self, name, entries):
+        """A project's HTML and JSON, its files sorted by version as pip ranks them."""
+        entries = sorted(entries, key=lambda known: (known[0].parsed_version, known[0].relfn))
+        shown, versions = [], []
+        for known in entries:
+            facts = self.record(known)
+            if facts["skip"]:
+                continue
+            package = known[0]
+            shown.append({**facts, "path": package.relfn_unix, "yanked": yanked(package.fn)})
+            if package.version not in versions:
+                versions.append(package.version)
+        return (render.project_html(name, shown, self.algo),
+                render.project_json(name, shown, versions, self.algo))
+
+    def write_project(self, name):
+        return write_page(self.out / name, *self.project_pages(name, self.projects[name]))
+
+    def write_index(self):
+        return write_page(self.out, render.index_html(self.projects), render.index_json(self.projects))
 
     def build_all(self):
         """List every root and write every page that changed."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.projects = scan(self.roots)
-        counts = report(*build(self.out, self.projects, self.algo, self.hashes))
+        written = sum(self.write_project(name) for name in self.projects)
+        written += self.write_index()
+        gone = [path for path in self.out.iterdir() if path.is_dir() and path.name not in self.projects]
+        for path in gone:
+            shutil.rmtree(path)
+        self.prune_metadata()
+        counts = report(written, len(gone))
         self.save()
         return counts
+
+    def prune_metadata(self):
+        """Remove the metadata of files no longer listed (after the pages stopped naming them)."""
+        if not self.metadata.is_dir():
+            return
+        wanted = {str(self.metadata_path(known[0])) for entries in self.projects.values() for known in entries}
+        for directory, _, names in os.walk(self.metadata):
+            for name in names:
+                path = os.path.join(directory, name)
+                if path not in wanted:
+                    os.unlink(path)
 
     def update(self, changed):
         """Rebuild the pages of the projects whose files changed: (root, file name) pairs.
 
-        A name pypiserver would not list as a package changes nothing. The
-        hashes are not saved (see save).
+        A `<file>.yanked` counts as a change of its file; a name pypiserver
+        would not list as a package changes nothing. The records are not
+        saved (see save).
         """
-        before, touched = set(self.projects), set()
+        before, touched, dropped = set(self.projects), set(), []
         for root, name in changed:
+            name = name[:-len(YANKED)] if name.endswith(YANKED) else name
             guessed = guess_pkgname_and_version(name) if is_listed_path(name) else None
             if guessed is None:
                 continue
             project = normalize_pkgname(guessed[0])
             fn = str(Path(root).resolve() / name)
-            entries = [known for known in self.projects.get(project, []) if known[0].fn != fn]
+            entries = []
+            for known in self.projects.get(project, []):
+                (dropped if known[0].fn == fn else entries).append(known)
             found = listed(root, name)
             if found:
                 entries.append(found)
@@ -199,28 +229,34 @@ class Pages:
                 self.projects[project] = entries
                 touched.add(project)
         gone = {project for project in touched if not self.projects[project]}
-        written = sum(write(self.out / project / "index.html",
-                            project_page(project, self.projects[project], self.algo, self.hashes))
-                      for project in touched - gone)
+        written = sum(self.write_project(project) for project in touched - gone)
         for project in gone:
             del self.projects[project]
         # The root page stops linking a project before its page goes.
         if set(self.projects) != before:
-            written += write(self.out / "index.html", index_page(self.projects))
+            written += self.write_index()
         for project in gone:
             shutil.rmtree(self.out / project, ignore_errors=True)
+        self.drop_metadata(dropped)
         return report(written, len(gone))
 
+    def drop_metadata(self, dropped):
+        """Remove the metadata of files that left the pages, unless the same path is listed again."""
+        still = {known[0].fn for entries in self.projects.values() for known in entries}
+        for known in dropped:
+            if known[0].fn not in still:
+                self.metadata_path(known[0]).unlink(missing_ok=True)
+
     def save(self):
-        """Keep the hashes of the files listed now (only those), for the next start."""
+        """Keep the records of the files listed now (only those), for the next start."""
         listed_now = {known[0].fn for entries in self.projects.values() for known in entries}
-        self.hashes = {fn: known for fn, known in self.hashes.items() if fn in listed_now}
-        write(self.state, json.dumps({"algo": self.algo, "hashes": self.hashes}))
+        self.records = {fn: kept for fn, kept in self.records.items() if fn in listed_now}
+        write(self.state, json.dumps({"format": STATE_FORMAT, "algo": self.algo, "files": self.records}))
 
 
-def build_all(out, state, roots, algo):
-    """One build of every page; the hashes already computed are kept in the state file."""
-    return Pages(out, state, roots, algo).build_all()
+def build_all(out, state, roots, algo, metadata):
+    """One build of every page; the records already read are kept in the state file."""
+    return Pages(out, state, roots, algo, metadata).build_all()
 
 
 def inotify(roots):
@@ -267,10 +303,10 @@ def drain(descriptor, watches, changed):
     return changed
 
 
-def watch(out, state, roots, algo):
+def watch(out, state, roots, algo, metadata):
     """Build, then rebuild what changed after every burst of changes in the roots."""
     descriptor, watches = inotify(roots)
-    pages = Pages(out, state, roots, algo)
+    pages = Pages(out, state, roots, algo, metadata)
     pages.build_all()
     unsaved = False
     while True:
@@ -292,13 +328,15 @@ def watch(out, state, roots, algo):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="directory the pages go to")
-    parser.add_argument("--state", type=Path, required=True, help="JSON file of the hashes already computed")
+    parser.add_argument("--state", type=Path, required=True, help="JSON file of the file records already read")
     parser.add_argument("--hash-algo", default="sha256", help="hashlib name for the #fragment; empty for none")
+    parser.add_argument("--metadata", type=Path, required=True,
+                        help="directory the wheels' METADATA files go to (PEP 658)")
     parser.add_argument("--watch", action="store_true", help="build, then build again on every change")
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
 
-    (watch if args.watch else build_all)(args.out, args.state, args.roots, args.hash_algo)
+    (watch if args.watch else build_all)(args.out, args.state, args.roots, args.hash_algo, args.metadata)
 
 
 if __name__ == "__main__":

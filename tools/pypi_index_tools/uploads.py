@@ -7,14 +7,25 @@ backends answer by walking every root and stat-ing every file: 3.5 s at
 builder (pages.py) has already listed each project's files on that project's
 page, so this backend reads that one page, and looks in each root for a file
 that arrived after the last build. Reads never come here: Apache serves them.
+
+pypiserver writes an upload under its final name, so a write that fails half
+way (disk full, an I/O error) would leave a partial file that the pages list.
+This backend writes a hidden temporary file beside it (pypiserver and the
+page builder ignore names starting with a dot) and renames it only once all
+of it is on disk; on failure the client gets 507 (no space) or 500, and the
+root holds nothing new.
 """
 
+import errno
+import os
+import tempfile
 from pathlib import Path
 
 from pypiserver.backend import BackendProxy, SimpleFileBackend
+from pypiserver.bottle_wrapper import HTTPError
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
-from pypi_index_tools.pages import lists
+from pypi_index_tools.render import lists
 
 
 class PagesBackend(SimpleFileBackend):
@@ -35,6 +46,23 @@ class PagesBackend(SimpleFileBackend):
         except FileNotFoundError:
             return False
         return lists(page, filename)
+
+    def add_package(self, filename, stream):
+        root = self.roots[0]
+        with tempfile.NamedTemporaryFile(dir=root, prefix=f".{filename}.", suffix=".part", delete=False) as part:
+            try:
+                for chunk in iter(lambda: stream.read(1 << 20), b""):
+                    part.write(chunk)
+                part.flush()
+                os.fsync(part.fileno())
+            except OSError as error:
+                os.unlink(part.name)
+                full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+                raise HTTPError(507 if full else 500,
+                                f"{filename} was not stored: {os.strerror(error.errno)}") from error
+        # Apache (another user) serves the file; a temporary file is private.
+        os.chmod(part.name, 0o644)
+        os.replace(part.name, root / filename)
 
 
 def use_pages(config, pages):

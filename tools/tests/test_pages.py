@@ -15,16 +15,19 @@ import pytest
 from pypi_index_tools import pages as pages_module
 from pypi_index_tools.pages import EVENT, IN_CLOSE_WRITE, IN_ISDIR, IN_Q_OVERFLOW, Pages, build_all, events
 
+from distributions import wheel
+
 TOOLS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def site(tmp_path):
-    """Two package roots, the pages' directory and the state file beside it."""
+    """Two package roots, the pages' directory, the state file and the metadata directory."""
     roots = [tmp_path / "packages", tmp_path / "more-packages"]
     for root in roots:
         root.mkdir()
-    return {"roots": roots, "out": tmp_path / "simple", "state": tmp_path / "pages-state.json"}
+    return {"roots": roots, "out": tmp_path / "simple", "state": tmp_path / "pages-state.json",
+            "metadata": tmp_path / "metadata"}
 
 
 def add(root, name, data=None):
@@ -34,7 +37,7 @@ def add(root, name, data=None):
 
 
 def build(site, algo="sha256"):
-    return build_all(site["out"], site["state"], site["roots"], algo)
+    return build_all(site["out"], site["state"], site["roots"], algo, site["metadata"])
 
 
 def page(site, project=None):
@@ -48,7 +51,7 @@ def link(name, data, algo="sha256"):
 def test_index_lists_normalized_project_names(site):
     packages = site["roots"][0]
     add(packages, "Foo_Bar-1.0.tar.gz")
-    add(packages, "foo_bar-1.1-py3-none-any.whl")
+    add(packages, "foo_bar-1.1-py3-none-any.whl", wheel("foo_bar", "1.1"))
     add(packages, "other-2.0.zip")
 
     build(site)
@@ -57,6 +60,7 @@ def test_index_lists_normalized_project_names(site):
 <html lang="en">
     <head>
         <meta charset="utf-8">
+        <meta name="pypi:repository-version" content="1.1">
         <title>Simple Index</title>
     </head>
     <body>
@@ -66,12 +70,15 @@ def test_index_lists_normalized_project_names(site):
     </body>
 </html>
 """
-    assert sorted(path.name for path in site["out"].iterdir()) == ["foo-bar", "index.html", "other"]
+    assert sorted(path.name for path in site["out"].iterdir()) == [
+        "foo-bar", "index.html", "index.json", "index.json.gz", "index.v1html", "index.var", "other"]
+    assert json.loads((site["out"] / "index.json").read_text()) == {
+        "meta": {"api-version": "1.1"}, "projects": [{"name": "foo-bar"}, {"name": "other"}]}
 
 
 def test_project_page_links_each_file_with_its_sha256_sorted_by_version(site, capsys):
     packages = site["roots"][0]
-    files = ["foo_bar-1.10.tar.gz", "Foo_Bar-1.0.tar.gz", "foo_bar-1.9-py3-none-any.whl"]
+    files = ["foo_bar-1.10.tar.gz", "Foo_Bar-1.0.tar.gz", "foo_bar-1.9.zip"]
     for name in files:
         add(packages, name, f"bytes of {name}".encode())
 
@@ -130,7 +137,7 @@ def test_a_project_whose_files_are_gone_loses_its_page(site):
     assert build(site) == {"written": 1, "removed": 1}
     assert not (site["out"] / "bar").exists()
     assert 'href="bar/"' not in page(site)
-    assert list(json.loads(site["state"].read_text())["hashes"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
+    assert list(json.loads(site["state"].read_text())["files"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
 
 
 def test_an_empty_hash_algo_gives_links_without_fragment(site):
@@ -139,7 +146,8 @@ def test_an_empty_hash_algo_gives_links_without_fragment(site):
     build(site, algo="")
 
     assert '<a href="../../packages/foo-1.0.tar.gz">foo-1.0.tar.gz</a><br>' in page(site, "foo")
-    assert json.loads(site["state"].read_text()) == {"algo": "", "hashes": {}}
+    assert json.loads(site["state"].read_text())["files"][str(site["roots"][0] / "foo-1.0.tar.gz")][2] is None
+    assert json.loads((site["out"] / "foo" / "index.json").read_text())["files"][0]["hashes"] == {}
 
 
 def test_the_state_is_one_json_file_beside_the_pages(site):
@@ -149,11 +157,14 @@ def test_the_state_is_one_json_file_beside_the_pages(site):
 
     stat_ = package.stat()
     assert json.loads(site["state"].read_text()) == {
+        "format": 2,
         "algo": "sha256",
-        "hashes": {str(package): [stat_.st_size, stat_.st_mtime_ns, hashlib.sha256(b"data").hexdigest()]},
+        "files": {str(package): [stat_.st_size, stat_.st_mtime_ns, hashlib.sha256(b"data").hexdigest(),
+                                 None, None, None]},
     }
     written = sorted(str(path.relative_to(site["out"])) for path in site["out"].rglob("*"))
-    assert written == ["foo", "foo/index.html", "index.html"]
+    forms = ["index.html", "index.json", "index.json.gz", "index.v1html", "index.var"]
+    assert written == ["foo", *(f"foo/{form}" for form in forms), *forms]
 
 
 def test_pages_are_world_readable_0644(site):
@@ -161,7 +172,7 @@ def test_pages_are_world_readable_0644(site):
 
     build(site)
 
-    for path in (site["out"] / "index.html", site["out"] / "foo" / "index.html"):
+    for path in [*site["out"].glob("index.*"), *site["out"].glob("foo/index.*")]:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
@@ -181,7 +192,7 @@ def watched(site):
     """Pages built once, as the watcher starts; after that no root may be walked again."""
     add(site["roots"][0], "foo-1.0.tar.gz")
     add(site["roots"][1], "bar-1.0.tar.gz")
-    pages = Pages(site["out"], site["state"], site["roots"], "sha256")
+    pages = Pages(site["out"], site["state"], site["roots"], "sha256", site["metadata"])
     pages.build_all()
     return pages
 
@@ -208,16 +219,17 @@ def test_an_update_writes_only_the_page_of_the_project_that_changed(site, watche
     assert mtime(site, "bar") == bar_before
     assert (site["out"] / "index.html").stat().st_mtime_ns == root_before
     watched.save()
-    assert str(site["roots"][0] / "foo-1.1.tar.gz") in json.loads(site["state"].read_text())["hashes"]
+    assert str(site["roots"][0] / "foo-1.1.tar.gz") in json.loads(site["state"].read_text())["files"]
 
 
 def test_an_update_with_a_new_project_writes_its_page_and_the_root_page(site, watched, no_walk):
-    add(site["roots"][1], "New_Comer-0.1-py3-none-any.whl", b"wheel")
+    add(site["roots"][1], "New_Comer-0.1-py3-none-any.whl", wheel("New_Comer", "0.1"))
 
     assert watched.update({(site["roots"][1], "New_Comer-0.1-py3-none-any.whl")}) == {"written": 2, "removed": 0}
 
     assert 'href="new-comer/"' in page(site)
-    assert link("New_Comer-0.1-py3-none-any.whl", b"wheel") in page(site, "new-comer")
+    assert ">New_Comer-0.1-py3-none-any.whl</a>" in page(site, "new-comer")
+    assert (site["metadata"] / "New_Comer-0.1-py3-none-any.whl.metadata").is_file()
 
 
 def test_an_update_after_the_last_file_of_a_project_went_removes_its_page(site, watched, no_walk):
@@ -227,7 +239,7 @@ def test_an_update_after_the_last_file_of_a_project_went_removes_its_page(site, 
 
     assert not (site["out"] / "bar").exists() and 'href="bar/"' not in page(site)
     watched.save()
-    assert list(json.loads(site["state"].read_text())["hashes"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
+    assert list(json.loads(site["state"].read_text())["files"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
 
 
 def test_an_update_ignores_what_pypiserver_would_not_list(site, watched, no_walk):
@@ -260,16 +272,17 @@ def test_lost_events_or_a_directory_mean_listing_everything_again(mask):
 def test_watch_builds_the_page_of_a_file_copied_into_a_root(site, tmp_path):
     add(site["roots"][0], "foo-1.0.tar.gz")
     command = [sys.executable, "-m", "pypi_index_tools.pages", "--watch", "--out", str(site["out"]),
-               "--state", str(site["state"]), *map(str, site["roots"])]
+               "--state", str(site["state"]), "--metadata", str(site["metadata"]), *map(str, site["roots"])]
     process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TOOLS)},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         assert wait_for(site["out"] / "index.html"), process.stderr.read1().decode()
-        upload = add(tmp_path, "newcomer-0.1-py3-none-any.whl", b"wheel")
+        data = wheel("newcomer", "0.1")
+        upload = add(tmp_path, "newcomer-0.1-py3-none-any.whl", data)
         shutil.copy(upload, site["roots"][1])
 
         assert wait_for(site["out"] / "newcomer" / "index.html")
-        assert link("newcomer-0.1-py3-none-any.whl", b"wheel") in page(site, "newcomer")
+        assert f"#sha256={hashlib.sha256(data).hexdigest()}" in page(site, "newcomer")
 
         (site["roots"][1] / "newcomer-0.1-py3-none-any.whl").unlink()
         assert wait_for(site["out"] / "newcomer" / "index.html", present=False)

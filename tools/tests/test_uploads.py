@@ -1,7 +1,10 @@
 """pypiserver's upload backend: a file already in a root is refused, whatever root or folder holds it,
 without walking the roots."""
 
+import errno
+import io
 import os
+import stat
 import threading
 import urllib.error
 import urllib.request
@@ -10,10 +13,13 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pypiserver
 import pytest
+from pypiserver.bottle_wrapper import HTTPError
 from pypiserver.config import Config
 
 from pypi_index_tools.pages import build_all
 from pypi_index_tools.uploads import PagesBackend, use_pages
+
+from distributions import wheel
 
 
 @pytest.fixture
@@ -24,9 +30,9 @@ def site(tmp_path):
         root.mkdir()
     (roots[1] / "archive").mkdir()
     (roots[1] / "archive" / "Old_Lib-1.0.tar.gz").write_bytes(b"old")
-    (roots[0] / "app-1.0-py3-none-any.whl").write_bytes(b"app")
+    (roots[0] / "app-1.0-py3-none-any.whl").write_bytes(wheel("app", "1.0"))
     site = {"roots": roots, "pages": tmp_path / "simple"}
-    build_all(site["pages"], tmp_path / "pages-state.json", roots, "sha256")
+    build_all(site["pages"], tmp_path / "pages-state.json", roots, "sha256", tmp_path / "metadata")
     return site
 
 
@@ -108,3 +114,34 @@ def test_pypiserver_stores_a_new_file_and_refuses_one_a_root_holds(site, index):
     assert (site["roots"][0] / "app-2.0.tar.gz").read_bytes() == b"new"
     assert not (site["roots"][0] / "Old_Lib-1.0.tar.gz").exists()
     assert (site["roots"][1] / "archive" / "Old_Lib-1.0.tar.gz").read_bytes() == b"old"
+
+
+class FullDisk:
+    """An upload stream whose copy fails as a full disk makes it fail: after the first chunk."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def read(self, _):
+        self.reads += 1
+        if self.reads > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return b"x" * 1024
+
+
+def test_an_upload_that_fails_half_way_leaves_nothing_in_the_root(site):
+    with pytest.raises(HTTPError) as refused:
+        backend(site).add_package("app-3.0.tar.gz", FullDisk())
+
+    assert refused.value.status_code == 507
+    assert "app-3.0.tar.gz was not stored: No space left on device" in refused.value.body
+    assert sorted(path.name for path in site["roots"][0].iterdir()) == ["app-1.0-py3-none-any.whl"]
+
+
+def test_a_stored_upload_is_readable_by_apache_and_whole(site):
+    backend(site).add_package("app-3.0.tar.gz", io.BytesIO(b"y" * (3 << 20)))
+
+    stored = site["roots"][0] / "app-3.0.tar.gz"
+    assert stored.read_bytes() == b"y" * (3 << 20)
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o644
+    assert sorted(path.name for path in site["roots"][0].iterdir()) == ["app-1.0-py3-none-any.whl", "app-3.0.tar.gz"]

@@ -52,7 +52,10 @@ CASES = {
     "cache size not a size": ({"pypi_index_upstream_cache_size": "lots"},
                               ["pypi_index_upstream_cache_size", '"lots"']),
     "pages inside a package root": ({"pypi_index_pages_dir": "/srv/pypi-index/packages/simple"},
-                                    ["pypi_index_pages_dir must be an absolute path outside every package root"]),
+                                    ["must be absolute paths outside every package root",
+                                     '"/srv/pypi-index/packages/simple"']),
+    "metadata inside a package root": ({"pypi_index_metadata_dir": "/srv/pypi-index/packages/meta"},
+                                       ["pypi_index_metadata_dir", '"/srv/pypi-index/packages/meta"']),
     "pass-through without static pages": ({"pypi_index_static_pages": False},
                                           ["pypi_index_upstream_url needs the static pages"]),
 }
