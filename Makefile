@@ -47,9 +47,13 @@ lint: setup
 	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml \
 	  playbooks/yank.yml playbooks/remove-release.yml
 
-# The host tools' unit tests: seconds, no Docker.
-unit: setup
+# The host tools' unit tests: seconds, no Docker. The replication tests run
+# rsync (Debian's), as the primary does.
+unit: setup /usr/bin/rsync
 	cd tools && python -m pytest -q
+
+/usr/bin/rsync:
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends rsync
 
 # The roles' variable tables, from their argument specs.
 docs: setup

@@ -47,6 +47,9 @@ SAVE_AFTER_SECONDS = 5.0
 RECORD = ("size", "mtime", "digest", "requires_python", "metadata", "skip")
 STATE_FORMAT = 2
 YANKED = ".yanked"
+# Renamed into the pages directory after each build of the watcher, for the
+# replication service (replicate.py) to push what the build wrote.
+BUILT = ".built"
 
 
 def entry(package):
@@ -303,11 +306,17 @@ def drain(descriptor, watches, changed):
     return changed
 
 
+def mark_built(out):
+    """Tell the replication service that a build ended (a new stamp, renamed into place)."""
+    write(Path(out) / BUILT, f"{time.time_ns()}\n")
+
+
 def watch(out, state, roots, algo, metadata):
     """Build, then rebuild what changed after every burst of changes in the roots."""
     descriptor, watches = inotify(roots)
     pages = Pages(out, state, roots, algo, metadata)
     pages.build_all()
+    mark_built(out)
     unsaved = False
     while True:
         if not select.select([descriptor], [], [], SAVE_AFTER_SECONDS if unsaved else None)[0]:
@@ -322,6 +331,7 @@ def watch(out, state, roots, algo, metadata):
             pages.build_all()
         else:
             pages.update(changed)
+        mark_built(out)
         unsaved = changed is not None
 
 

@@ -1,0 +1,157 @@
+"""Replication to the replicas: what a pass copies, in which order, and what a failed step leaves."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pypi_index_tools import replicate
+from pypi_index_tools.pages import BUILT, build_all
+from pypi_index_tools.replicate import MARK, Passes, Replica, built
+
+from distributions import wheel
+from test_pages import TOOLS, add, wait_for
+
+
+@pytest.fixture
+def primary(tmp_path):
+    """A primary's package root, metadata and pages, one project built, and a replica's place."""
+    root, metadata, pages = tmp_path / "packages", tmp_path / "metadata", tmp_path / "simple"
+    root.mkdir()
+    add(root, "foo-1.0-py3-none-any.whl", wheel("foo", "1.0"))
+    build_all(pages, pages / ".hashes.json", [root], "sha256", metadata)
+    (tmp_path / "replicas" / "r1").mkdir(parents=True)
+    return {"root": root, "metadata": metadata, "pages": pages, "replica": tmp_path / "replicas" / "r1",
+            "passes": Passes([("root0", root), ("metadata", metadata)], ("pages", pages),
+                             str(tmp_path / "replicas") + "/{host}/{module}/", [])}
+
+
+def copied(primary, module, name):
+    return primary["replica"] / module / name
+
+
+def test_a_pass_copies_files_metadata_pages_and_records_and_then_the_mark(primary):
+    add(primary["root"], ".upload-in-progress", b"half")
+
+    assert primary["passes"].run("r1")
+
+    assert (copied(primary, "root0", "foo-1.0-py3-none-any.whl").read_bytes()
+            == (primary["root"] / "foo-1.0-py3-none-any.whl").read_bytes())
+    assert copied(primary, "metadata", "foo-1.0-py3-none-any.whl.metadata").exists()
+    assert copied(primary, "pages", "foo/index.json").read_bytes() == (primary["pages"] / "foo/index.json").read_bytes()
+    assert copied(primary, "pages", ".hashes.json").exists()
+    assert copied(primary, "pages", MARK).exists()
+    # A file being written is never copied.
+    assert not copied(primary, "root0", ".upload-in-progress").exists()
+
+
+def test_files_go_before_the_pages_and_are_deleted_only_after_them(primary):
+    steps = primary["passes"].commands("r1", "/tmp/mark")
+    targets = [step[-1].rsplit("/", 2)[-2] if not step[-1].endswith(MARK) else MARK for step in steps]
+
+    assert targets == ["root0", "metadata", "pages", "root0", "metadata", MARK]
+    assert ["--delete" in step for step in steps] == [False, False, True, True, True, False]
+
+
+def test_a_file_removed_on_the_primary_leaves_the_replica_with_its_page(primary):
+    assert primary["passes"].run("r1")
+    (primary["root"] / "foo-1.0-py3-none-any.whl").unlink()
+    build_all(primary["pages"], primary["pages"] / ".hashes.json", [primary["root"]], "sha256", primary["metadata"])
+
+    assert primary["passes"].run("r1")
+
+    assert not copied(primary, "root0", "foo-1.0-py3-none-any.whl").exists()
+    assert not copied(primary, "pages", "foo").exists()
+    assert 'href="foo/"' not in copied(primary, "pages", "index.html").read_text()
+
+
+def test_a_failed_step_ends_the_pass_before_the_pages_and_the_mark(primary, capsys):
+    # The metadata's place on the replica is a file: rsync cannot copy into it.
+    (primary["replica"] / "metadata").write_text("in the way")
+
+    assert not primary["passes"].run("r1")
+
+    assert copied(primary, "root0", "foo-1.0-py3-none-any.whl").exists()
+    assert not (primary["replica"] / "pages").exists()
+    assert '"ok": false' in capsys.readouterr().out
+
+
+def test_a_mark_left_by_a_pass_is_kept_by_the_next_pages_copy(primary):
+    assert primary["passes"].run("r1")
+    first = copied(primary, "pages", MARK).read_text()
+    time.sleep(0.01)
+
+    assert primary["passes"].run("r1")
+
+    assert copied(primary, "pages", MARK).read_text() != first
+
+
+def test_only_a_build_or_lost_events_ask_for_a_pass():
+    assert built({("/simple", BUILT)})
+    assert built(None)
+    assert not built({("/simple", ".tmp1234"), ("/simple", "index.html")})
+
+
+class CountingPasses:
+    def __init__(self):
+        self.calls = []
+
+    def run(self, replica):
+        self.calls.append((replica, time.monotonic()))
+        return False
+
+
+def test_a_replica_gets_a_pass_at_once_and_again_every_repair_period_even_after_a_failure():
+    passes = CountingPasses()
+    Replica("r1", passes, repair=0.1).start()
+    time.sleep(0.35)
+
+    assert 3 <= len(passes.calls) <= 5
+
+
+def test_a_wanted_pass_runs_without_waiting_for_the_repair_period():
+    passes = CountingPasses()
+    thread = Replica("r1", passes, repair=60)
+    thread.start()
+    deadline = time.monotonic() + 2
+    while not passes.calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    thread.wanted.set()
+    time.sleep(0.2)
+
+    assert len(passes.calls) == 2
+
+
+def test_an_upload_reaches_the_replica_through_both_watchers(primary, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(TOOLS)}
+    p = primary
+    watchers = [
+        [sys.executable, "-m", "pypi_index_tools.pages", "--watch", "--out", str(p["pages"]),
+         "--state", str(p["pages"] / ".hashes.json"), "--metadata", str(p["metadata"]), str(p["root"])],
+        [sys.executable, "-m", "pypi_index_tools.replicate", "--files", f"root0={p['root']}",
+         "--files", f"metadata={p['metadata']}", "--pages", f"pages={p['pages']}",
+         "--dest", str(tmp_path / "replicas") + "/{host}/{module}/", "--repair", "600", "r1"],
+    ]
+    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                 for command in watchers]
+    try:
+        assert wait_for(copied(p, "pages", MARK)), processes[1].stderr.read1().decode()
+        data = wheel("bar", "2.0")
+        add(tmp_path, "bar-2.0-py3-none-any.whl", data).rename(p["root"] / "bar-2.0-py3-none-any.whl")
+
+        assert wait_for(copied(p, "pages", "bar/index.html"))
+        # The page came after the file it names.
+        assert copied(p, "root0", "bar-2.0-py3-none-any.whl").read_bytes() == data
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_module_arguments_are_name_and_path():
+    assert replicate.module_arg("root0=/srv/p") == ("root0", replicate.Path("/srv/p"))
+    with pytest.raises(Exception, match="NAME=PATH"):
+        replicate.module_arg("/srv/p")
+
