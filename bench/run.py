@@ -8,7 +8,10 @@ same files:
   static      Apache serving the files and a static copy of the index (8081),
               the ceiling;
   standalone  `pypi-server run` from the same virtualenv (8082), the
-              guide's first step.
+              guide's first step;
+and the index through HAProxy (the pypi_balancer role, 8090, the container
+being its own balancer): on one machine that measures what the balancer
+adds to a read, not what more nodes would add.
 With a profile that turns TLS on and puts reads behind a password
 (bench/profiles/private-reads.yml), the index and the static ceiling are
 both measured over HTTPS (static on 8443, with the index's certificate), and
@@ -49,6 +52,8 @@ SERVERS = {
     "index": "http://127.0.0.1",
     "standalone": "http://127.0.0.1:8082",
 }
+# HAProxy in front of the index, for the measures that go through it.
+BALANCER = "http://127.0.0.1:8090"
 STANDALONE_UNIT = "bench-standalone"
 # One full build of the pages, as each play and each start of the page
 # service runs it (the role's defaults; the hashes are known by then).
@@ -83,6 +88,8 @@ class Measure:
     path: str = ""
     servers: tuple = tuple(SERVERS)
     accept: str = ""
+    # The index's figure is taken through HAProxy.
+    balanced: bool = False
 
 
 MEASURES = [
@@ -101,6 +108,10 @@ MEASURES = [
     Measure("upstream_page", "/simple/<name>/, cached from upstream", "req/s", True, 0.8,
             f"/simple/{UPSTREAM_PROJECT}/", ("static", "index")),
     Measure("upstream_file", "download, cached upstream file", "req/s", True, 0.8, servers=("static", "index")),
+    Measure("balanced_project", "/simple/<name>/, one project, through HAProxy", "req/s", True, 0.8,
+            "/simple/bench-pkg-0001/", ("static", "index"), balanced=True),
+    Measure("balanced_small", "download, 2 KiB wheel, through HAProxy", "req/s", True, 0.8,
+            "/packages/bench_pkg_0001-1.0.0-py3-none-any.whl", ("static", "index"), balanced=True),
 ]
 
 
@@ -139,6 +150,10 @@ def provision(extra_vars):
         output = playbook("site.yml", *args)
         timings.append(time.monotonic() - started)
     changed = sum(int(n) for n in re.findall(r"\bchanged=(\d+)", output))
+    if changed:
+        # The tasks of the re-run that changed something, by name.
+        tasks = re.findall(r"^TASK \[(.+?)\] \**\n(?:(?!TASK ).*\n)*?changed:", output, re.MULTILINE)
+        log(f"re-run changed: {tasks}")
     return timings[0], timings[1], changed
 
 
@@ -149,6 +164,8 @@ def configure_profile(extra_vars):
     if settings.get("pypi_index_tls_mode", "off") != "off":
         SERVERS.update(index="https://127.0.0.1", static="https://127.0.0.1:8443")
         PROBE_ENV["BENCH_CA"] = TLS_CA
+        # The balancer talks plain HTTP to its nodes, whose port 80 then only redirects.
+        MEASURES[:] = [measure for measure in MEASURES if not measure.balanced]
     readers = settings.get("pypi_index_read_users") or []
     if {"download", "list"} & set(settings.get("pypi_index_authenticate", [])) and readers:
         PROBE_ENV["BENCH_AUTH"] = f"{readers[0]['name']}:{readers[0]['password']}"
@@ -234,11 +251,13 @@ def load(measure, base, args):
 def measure_all(args):
     """The median of --rounds rounds; each round measures the three servers back to back,
     so that a slow spell of the machine weighs on all of them alike."""
-    for base in SERVERS.values():
+    for base in [*SERVERS.values(), *([BALANCER] if any(measure.balanced for measure in MEASURES) else [])]:
         check_pages(base)
     results = {server: {} for server in SERVERS}
     for measure in MEASURES:
-        rounds = [{server: load(measure, SERVERS[server], args) for server in measure.servers}
+        bases = {server: BALANCER if measure.balanced and server == "index" else SERVERS[server]
+                 for server in measure.servers}
+        rounds = [{server: load(measure, bases[server], args) for server in measure.servers}
                   for _ in range(args.rounds)]
         for server in measure.servers:
             results[server][measure.key] = statistics.median(figures[server] for figures in rounds)

@@ -25,6 +25,7 @@ file again. Each pass logs one JSON line.
 """
 
 import argparse
+import os
 import select
 import subprocess
 import tempfile
@@ -81,6 +82,8 @@ class Passes:
         with tempfile.NamedTemporaryFile("w", prefix="mark-") as mark:
             mark.write(f"{time.time():.3f}\n")
             mark.flush()
+            # The replica's Apache reads what its account was sent.
+            os.chmod(mark.name, 0o644)
             for command in self.commands(replica, mark.name):
                 done = subprocess.run(command, capture_output=True, text=True, check=False)
                 if done.returncode != 0:

@@ -1,0 +1,263 @@
+"""Past one host: uploads through HAProxy reach every replica, reads survive a
+replica stopped, killed or drained and the primary lost, and a promoted
+replica takes uploads again with nothing lost.
+
+The tests run in this order; each leaves the cluster whole for the next, but
+the last, which loses the primary.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import testinfra
+from playbooks import changed_count, output, run_playbook
+from pypi_client import (BackgroundRequests, demo_users, make_package, page_text, raw_upload_status, role_default,
+                         twine_upload, upload_from_inside)
+
+PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
+                                         "pypi-cluster-lb")
+REPLICAS = (REPLICA1, REPLICA2)
+BALANCER_PORT = 18447
+CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "balancer-tls" / "server.crt"
+URL = f"https://localhost:{BALANCER_PORT}"
+PACKAGES = role_default("pypi_index_package_roots")[0]
+# The scenario's host_vars: a replica that was down is caught up within this.
+REPAIR_SECONDS = 10
+LOAD_REQUESTS = 2000
+# Every package uploaded so far: none may be missing after the primary is lost.
+UPLOADED = []
+
+
+def host(name):
+    inventory = os.environ["MOLECULE_INVENTORY_FILE"]
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}")
+
+
+def docker(*argv):
+    result = subprocess.run(["docker", *argv], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+# HAProxy's admin socket, read on the balancer: the state of each server.
+STATES = r"""
+import csv, io, json, socket, sys, time
+server, backend, wanted, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+deadline = time.monotonic() + seconds
+while True:
+    connection = socket.socket(socket.AF_UNIX)
+    connection.connect("/run/haproxy/admin.sock")
+    connection.sendall(b"show stat\n")
+    text = b"".join(iter(lambda: connection.recv(65536), b"")).decode()
+    rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+    state = next(row["status"] for row in rows if row["pxname"] == backend and row["svname"] == server)
+    if state.startswith(wanted) or time.monotonic() > deadline:
+        print(json.dumps({"state": state, "at": time.time()}))
+        break
+    time.sleep(0.05)
+"""
+
+
+def wait_state(server, wanted, seconds=30, backend="pypi_index_read"):
+    """(state, wall time) once HAProxy shows the server in the wanted state (UP, DOWN, MAINT), or after seconds."""
+    seen = json.loads(host(BALANCER).check_output("python3 -c %s %s %s %s %s", STATES, server, backend, wanted,
+                                                  str(seconds)))
+    return seen["state"], seen["at"]
+
+
+class Reads:
+    """A bounded loop of GETs through the balancer, pages and package files in turn, over one kept-alive
+    HTTPS connection (a new one after any failure); every answer must be 200 with the right bytes."""
+
+    def __init__(self, project, file_name, data):
+        self.paths = [(f"/simple/{project}/", project.encode()), (f"/packages/{file_name}", data)]
+        self.context = ssl.create_default_context(cafile=str(CA))
+        self.connection = None
+
+    def step(self, n):
+        path, expected = self.paths[n % 2]
+        try:
+            if self.connection is None:
+                self.connection = http.client.HTTPSConnection("localhost", BALANCER_PORT, timeout=30,
+                                                              context=self.context)
+            self.connection.request("GET", path)
+            response = self.connection.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self.connection = None
+            return f"{path}: {error!r}"
+        if response.status != 200 or (expected not in body if n % 2 == 0 else body != expected):
+            return f"{path}: {response.status}"
+        return None
+
+    def __call__(self):
+        return BackgroundRequests(self.step, limit=100 * LOAD_REQUESTS, seconds=300)
+
+
+def finish(load):
+    """Let the loop reach its count (bounded in time); the with-block's end stops it."""
+    deadline = time.monotonic() + 120
+    while load.done < LOAD_REQUESTS and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def listed_inside(name, file_name):
+    """Whether the replica's own Apache lists the file on its project page (asked from inside it)."""
+    script = ("import urllib.request; print(urllib.request.urlopen("
+              f"'http://127.0.0.1/simple/{file_name.split('-')[0]}/', timeout=5).read().decode())")
+    result = host(name).run("python3 -c %s", script)
+    return result.rc == 0 and file_name in result.stdout
+
+
+def health_inside(name):
+    script = """
+import urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen("http://127.0.0.1/health", timeout=5).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+    result = host(name).run("python3 -c %s", script)
+    return int(result.stdout) if result.rc == 0 else None
+
+
+def upload(workdir, project, version):
+    user = demo_users()[0]
+    files = make_package(workdir / f"{project}-{version}", project, version)
+    result = twine_upload(URL, files, user["name"], user["password"], cert=CA)
+    assert result.returncode == 0, result.stdout + result.stderr
+    UPLOADED.extend(files)
+    return files
+
+
+def wait_until(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("cluster")
+
+
+@pytest.fixture(scope="module")
+def reads(workdir):
+    """The loop's page and file: a package every node has."""
+    files = upload(workdir, "steady", "1.0")
+    for name in REPLICAS:
+        assert wait_until(lambda name=name: listed_inside(name, files[-1].name), 10)
+    return Reads("steady", files[-1].name, files[-1].read_bytes())
+
+
+def test_a_second_run_on_the_whole_cluster_changes_nothing():
+    result = run_playbook("site.yml")
+    assert result.returncode == 0, output(result)
+    assert changed_count(result) == 0, result.stdout
+
+
+def test_an_upload_through_the_balancer_is_on_every_replica_within_5_s_byte_for_byte(workdir):
+    files = upload(workdir, "spread", "1.0")
+    uploaded = time.monotonic()
+
+    for name in REPLICAS:
+        for path in files:
+            assert wait_until(lambda: listed_inside(name, path.name), 5 - (time.monotonic() - uploaded)), name
+            assert host(name).file(f"{PACKAGES}/{path.name}").sha256sum == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_replica_has_no_upload_path_and_builds_no_page():
+    replica = host(REPLICA1)
+    user = demo_users()[0]
+
+    assert upload_from_inside(replica, "sneaky-1.0.tar.gz", (user["name"], user["password"])) == 404
+    assert not replica.file(f"{PACKAGES}/sneaky-1.0.tar.gz").exists
+    assert not replica.service("pypi-index-pages").is_running
+
+
+def test_a_stopped_replica_costs_no_read_and_is_out_within_2_s(reads):
+    with reads() as load:
+        time.sleep(1)
+        stopped = time.time()
+        host(REPLICA1).run("systemctl stop apache2")
+        state, seen = wait_state(REPLICA1, "DOWN", seconds=5)
+        time.sleep(2)
+        host(REPLICA1).run("systemctl start apache2")
+        assert wait_state(REPLICA1, "UP")[0].startswith("UP")
+        finish(load)
+
+    assert state.startswith("DOWN") and seen - stopped <= 2, (state, seen - stopped)
+    assert load.done >= LOAD_REQUESTS and load.failures == []
+
+
+def test_a_killed_replica_costs_no_read_and_returns_only_caught_up_within_the_repair_period(reads, workdir):
+    with reads() as load:
+        time.sleep(1)
+        killed = time.time()
+        docker("kill", REPLICA2)
+        state, seen = wait_state(REPLICA2, "DOWN", seconds=5)
+        missed = upload(workdir, "missed", "1.0")
+        docker("start", REPLICA2)
+        started = time.monotonic()
+        # From its boot on, the replica is healthy only once it holds what it missed.
+        while time.monotonic() - started < REPAIR_SECONDS + 20:
+            if health_inside(REPLICA2) == 200:
+                assert all(listed_inside(REPLICA2, path.name) for path in missed)
+                break
+            time.sleep(0.2)
+        back, _ = wait_state(REPLICA2, "UP", seconds=10)
+        returned = time.monotonic() - started
+        assert all(host(REPLICA2).file(f"{PACKAGES}/{path.name}").exists for path in missed)
+        finish(load)
+
+    assert state.startswith("DOWN") and seen - killed <= 2, (state, seen - killed)
+    assert back.startswith("UP") and returned <= REPAIR_SECONDS + 15, returned
+    assert load.done >= LOAD_REQUESTS and load.failures == []
+
+
+def test_maintenance_drains_a_node_and_puts_it_back_without_a_failed_request(reads):
+    with reads() as load:
+        out = run_playbook("maintenance.yml", {"pypi_balancer_node": REPLICA1, "pypi_balancer_node_state": "disabled"})
+        assert out.returncode == 0, output(out)
+        assert wait_state(REPLICA1, "MAINT", seconds=1)[0].startswith("MAINT")
+        back = run_playbook("maintenance.yml", {"pypi_balancer_node": REPLICA1, "pypi_balancer_node_state": "enabled"})
+        assert back.returncode == 0, output(back)
+        assert wait_state(REPLICA1, "UP")[0].startswith("UP")
+        finish(load)
+
+    assert load.done >= LOAD_REQUESTS and load.failures == []
+
+
+def test_the_primary_lost_reads_go_on_uploads_get_503_and_a_promoted_replica_takes_them(reads, workdir):
+    user = demo_users()[0]
+    with reads() as load:
+        time.sleep(1)
+        docker("stop", PRIMARY)
+        assert wait_state(PRIMARY, "DOWN", seconds=5, backend="pypi_index_primary")[0].startswith("DOWN")
+        refused = workdir / "refused-1.0.tar.gz"
+        refused.write_bytes(b"not really a tarball")
+        asked = time.monotonic()
+        status = raw_upload_status(URL, refused, (user["name"], user["password"]), cafile=str(CA))
+        answered = time.monotonic() - asked
+        finish(load)
+
+    assert load.done >= LOAD_REQUESTS and load.failures == []
+    assert status == 503 and answered <= 1, (status, answered)
+
+    promoted = run_playbook("promote.yml", {"pypi_index_primary": REPLICA1}, limit=f"all:!{PRIMARY}")
+    assert promoted.returncode == 0, output(promoted)
+
+    upload(workdir, "late", "1.0")
+    for path in UPLOADED:
+        assert path.name in page_text(f"{URL}/simple/{path.name.split('-')[0]}/", cafile=CA), path.name
+        assert wait_until(lambda: listed_inside(REPLICA2, path.name), 5), path.name
