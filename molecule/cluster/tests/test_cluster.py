@@ -174,6 +174,7 @@ def test_an_upload_through_the_balancer_is_on_every_replica_within_5_s_byte_for_
         for path in files:
             assert wait_until(lambda: listed_inside(name, path.name), 5 - (time.monotonic() - uploaded)), name
             assert host(name).file(f"{PACKAGES}/{path.name}").sha256sum == hashlib.sha256(path.read_bytes()).hexdigest()
+    print(f"\nlisted on both replicas {time.monotonic() - uploaded:.2f} s after twine saw it listed")
 
 
 def test_a_replica_has_no_upload_path_and_builds_no_page():
@@ -196,6 +197,7 @@ def test_a_stopped_replica_costs_no_read_and_is_out_within_2_s(reads):
         assert wait_state(REPLICA1, "UP")[0].startswith("UP")
         finish(load)
 
+    print(f"\nstopped replica: out after {seen - stopped:.2f} s; {load.done} reads, {len(load.failures)} failed")
     assert state.startswith("DOWN") and seen - stopped <= 2, (state, seen - stopped)
     assert load.done >= LOAD_REQUESTS and load.failures == []
 
@@ -220,6 +222,8 @@ def test_a_killed_replica_costs_no_read_and_returns_only_caught_up_within_the_re
         assert all(host(REPLICA2).file(f"{PACKAGES}/{path.name}").exists for path in missed)
         finish(load)
 
+    print(f"\nkilled replica: out after {seen - killed:.2f} s, back {returned:.1f} s after its start;"
+          f" {load.done} reads, {len(load.failures)} failed")
     assert state.startswith("DOWN") and seen - killed <= 2, (state, seen - killed)
     assert back.startswith("UP") and returned <= REPAIR_SECONDS + 15, returned
     assert load.done >= LOAD_REQUESTS and load.failures == []
@@ -235,6 +239,7 @@ def test_maintenance_drains_a_node_and_puts_it_back_without_a_failed_request(rea
         assert wait_state(REPLICA1, "UP")[0].startswith("UP")
         finish(load)
 
+    print(f"\nmaintenance: {load.done} reads, {len(load.failures)} failed")
     assert load.done >= LOAD_REQUESTS and load.failures == []
 
 
@@ -251,6 +256,8 @@ def test_the_primary_lost_reads_go_on_uploads_get_503_and_a_promoted_replica_tak
         answered = time.monotonic() - asked
         finish(load)
 
+    print(f"\nprimary lost: upload answered {status} in {answered:.3f} s; {load.done} reads,"
+          f" {len(load.failures)} failed")
     assert load.done >= LOAD_REQUESTS and load.failures == []
     assert status == 503 and answered <= 1, (status, answered)
 
