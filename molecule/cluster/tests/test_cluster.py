@@ -189,8 +189,9 @@ def test_a_replica_has_no_upload_path_and_builds_no_page():
 def test_a_stopped_replica_costs_no_read_and_is_out_within_2_s(reads):
     with reads() as load:
         time.sleep(1)
-        stopped = time.time()
+        # Timed from the moment it is down (the command has returned).
         host(REPLICA1).run("systemctl stop apache2")
+        stopped = time.time()
         state, seen = wait_state(REPLICA1, "DOWN", seconds=5)
         time.sleep(2)
         host(REPLICA1).run("systemctl start apache2")
@@ -205,8 +206,8 @@ def test_a_stopped_replica_costs_no_read_and_is_out_within_2_s(reads):
 def test_a_killed_replica_costs_no_read_and_returns_only_caught_up_within_the_repair_period(reads, workdir):
     with reads() as load:
         time.sleep(1)
-        killed = time.time()
         docker("kill", REPLICA2)
+        killed = time.time()
         state, seen = wait_state(REPLICA2, "DOWN", seconds=5)
         missed = upload(workdir, "missed", "1.0")
         docker("start", REPLICA2)
