@@ -34,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -499,6 +500,10 @@ def main():
         memory = memory_mib()
         built = page_build()
         rows = report(out, args, results, provisioning, fresh, cold, memory, built, resolved, machine(file_count))
+    except Exception:
+        # Said before the clean-up, whose own failure would hide it.
+        log(traceback.format_exc())
+        raise
     finally:
         if not args.keep:
             playbook("demo-destroy.yml", *container_vars(args.image))
