@@ -1,6 +1,8 @@
 """Past one host: uploads through HAProxy reach every replica, reads survive a
-replica stopped, killed or drained and the primary lost, and a promoted
-replica takes uploads again with nothing lost.
+replica stopped, killed or drained and the primary lost, passwords rotate and
+backups run on the cluster's inventory, a replica added from nothing joins
+the pool only once caught up, and a promoted replica takes uploads again with
+nothing lost.
 
 The tests run in this order; each leaves the cluster whole for the next, but
 the last, which loses the primary.
@@ -17,22 +19,28 @@ from pathlib import Path
 
 import pytest
 import testinfra
+import yaml
 from playbooks import changed_count, output, run_playbook
 from pypi_client import (BackgroundRequests, demo_users, make_package, page_text, raw_upload_status, role_default,
                          twine_upload, upload_from_inside)
 
 PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
                                          "pypi-cluster-lb")
+# In no group of the scenario's inventory: the tests add it.
+NEW_REPLICA = "pypi-cluster-replica3"
 REPLICAS = (REPLICA1, REPLICA2)
 BALANCER_PORT = 18447
 CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "balancer-tls" / "server.crt"
 URL = f"https://localhost:{BALANCER_PORT}"
 PACKAGES = role_default("pypi_index_package_roots")[0]
+PAGES = role_default("pypi_index_pages_dir")
 # The scenario's host_vars: a replica that was down is caught up within this.
 REPAIR_SECONDS = 10
 LOAD_REQUESTS = 2000
 # Every package uploaded so far: none may be missing after the primary is lost.
 UPLOADED = []
+# Inventories beside Molecule's: the one that adds NEW_REPLICA, once added.
+INVENTORIES = []
 
 
 def host(name):
@@ -244,6 +252,71 @@ def test_maintenance_drains_a_node_and_puts_it_back_without_a_failed_request(rea
     assert load.done >= LOAD_REQUESTS and load.failures == []
 
 
+def upload_users(password):
+    """The inventory's upload users, the first with this password."""
+    first, *others = demo_users()
+    return {"pypi_index_upload_users": [{**first, "password": password}, *others]}
+
+
+def test_upload_passwords_rotate_on_the_cluster_inventory(workdir):
+    user = demo_users()[0]
+    old, new = user["password"], user["password"] + "-rotated"
+    rotated = run_playbook("rotate-upload-passwords.yml", upload_users(new))
+    try:
+        assert rotated.returncode == 0, output(rotated)
+        refused, accepted = workdir / "rotated-1.0.tar.gz", workdir / "rotated-1.1.tar.gz"
+        for path in (refused, accepted):
+            path.write_bytes(b"not really a tarball")
+        assert raw_upload_status(URL, refused, (user["name"], old), cafile=str(CA)) == 401
+        assert raw_upload_status(URL, accepted, (user["name"], new), cafile=str(CA)) == 200
+        UPLOADED.append(accepted)
+    finally:
+        back = run_playbook("rotate-upload-passwords.yml")
+    assert back.returncode == 0, output(back)
+    assert not host(PRIMARY).file(f"{PACKAGES}/{refused.name}").exists
+
+
+def test_backup_on_the_cluster_inventory_holds_every_package_of_the_primary_only():
+    result = run_playbook("backup.yml")
+    assert result.returncode == 0, output(result)
+
+    backups = Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "backups"
+    assert sorted(path.name for path in backups.iterdir()) == [PRIMARY]
+    newest = max((backups / PRIMARY).iterdir(), key=lambda path: path.stat().st_mtime)
+    listed = dict(reversed(line.split("  ", 1)) for line in (newest / "FILES.sha256").read_text().splitlines())
+    for path in UPLOADED:
+        assert listed[f"{PACKAGES.lstrip('/')}/{path.name}"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+# The newest change time of the replica's package files and pages (its
+# in-sync mark, rewritten by every pass, aside).
+NEWEST_WRITE = "find {} -type f ! -name '.*' -printf '%C@\\n' | sort -n | tail -1"
+
+
+def test_an_added_replica_is_provisioned_caught_up_and_only_then_in_the_pool(tmp_path):
+    added = tmp_path / "added.yml"
+    added.write_text(yaml.safe_dump({"pypi_servers": {"hosts": {NEW_REPLICA: {}}},
+                                     "pypi_replicas": {"hosts": {NEW_REPLICA: {}}}}))
+    INVENTORIES.append(added)
+    result = run_playbook("add-replica.yml", {"pypi_new_replica": NEW_REPLICA}, inventories=INVENTORIES)
+    assert result.returncode == 0, output(result)
+
+    assert wait_state(NEW_REPLICA, "UP", seconds=1)[0].startswith("UP")
+    replica = host(NEW_REPLICA)
+    written = float(replica.check_output(NEWEST_WRITE.format(f"{PACKAGES} {PAGES}")))
+    named = host(BALANCER).file("/etc/haproxy/haproxy.cfg").mtime.timestamp()
+    print(f"\nadded replica: its last file written {named - written:.2f} s before the balancer named it")
+    assert written < named
+    for path in UPLOADED:
+        assert listed_inside(NEW_REPLICA, path.name), path.name
+
+    log = "/var/log/apache2/pypi-index-access.log"
+    before = int(replica.check_output("grep -c 'GET /simple/steady/' %s || true", log))
+    for _ in range(8):
+        assert "steady" in page_text(f"{URL}/simple/steady/", cafile=CA)
+    assert int(replica.check_output("grep -c 'GET /simple/steady/' %s || true", log)) > before
+
+
 def test_the_primary_lost_reads_go_on_uploads_get_503_and_a_promoted_replica_takes_them(reads, workdir):
     user = demo_users()[0]
     with reads() as load:
@@ -262,10 +335,12 @@ def test_the_primary_lost_reads_go_on_uploads_get_503_and_a_promoted_replica_tak
     assert load.done >= LOAD_REQUESTS and load.failures == []
     assert status == 503 and answered <= 1, (status, answered)
 
-    promoted = run_playbook("promote.yml", {"pypi_index_primary": REPLICA1}, limit=f"all:!{PRIMARY}")
+    promoted = run_playbook("promote.yml", {"pypi_index_primary": REPLICA1}, limit=f"all:!{PRIMARY}",
+                            inventories=INVENTORIES)
     assert promoted.returncode == 0, output(promoted)
 
     upload(workdir, "late", "1.0")
     for path in UPLOADED:
         assert path.name in page_text(f"{URL}/simple/{path.name.split('-')[0]}/", cafile=CA), path.name
-        assert wait_until(lambda: listed_inside(REPLICA2, path.name), 5), path.name
+        for name in (REPLICA2, NEW_REPLICA):
+            assert wait_until(lambda name=name: listed_inside(name, path.name), 5), (name, path.name)
