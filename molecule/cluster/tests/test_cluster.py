@@ -106,6 +106,11 @@ class Reads:
         return None
 
     def __call__(self):
+        # Each loop on a new connection: the last loop's, idle since, may have
+        # been closed by HAProxy (its keep-alive timeout, a reload).
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
         return BackgroundRequests(self.step, limit=100 * LOAD_REQUESTS, seconds=300)
 
 
