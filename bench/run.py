@@ -56,18 +56,24 @@ SERVERS = {
 # HAProxy in front of the index, for the measures that go through it.
 BALANCER = "http://127.0.0.1:8090"
 STANDALONE_UNIT = "bench-standalone"
+PAGES_DIR = "/var/cache/pypi-index/simple"
+
+
+def page_build_command(out, state, metadata):
+    """The page builder as the page service runs it, writing to these paths."""
+    return ("runuser -u www-data -- env PYTHONPATH=/opt/pypi-index/lib /opt/pypi-index/venv/bin/python"
+            f" -m pypi_index_tools.pages --out {out} --state {state} --metadata {metadata} {PACKAGES}")
+
+
 # One full build of the pages, as each play and each start of the page
 # service runs it (the role's defaults; the hashes are known by then).
-PAGES_DIR = "/var/cache/pypi-index/simple"
-PAGE_BUILD = ("runuser -u www-data -- env PYTHONPATH=/opt/pypi-index/lib /opt/pypi-index/venv/bin/python"
-              f" -m pypi_index_tools.pages --out {PAGES_DIR} --state {PAGES_DIR}/.hashes.json"
-              f" --metadata /var/cache/pypi-index/metadata {PACKAGES}")
+PAGE_BUILD = page_build_command(PAGES_DIR, f"{PAGES_DIR}/.hashes.json", "/var/cache/pypi-index/metadata")
 # The same build as a host's first (one restored from a backup, say): into
 # empty directories, every file hashed and every wheel's METADATA read.
 COLD_DIR = "/var/tmp/bench-cold-build"
-COLD_PAGE_BUILD = ("runuser -u www-data -- env PYTHONPATH=/opt/pypi-index/lib /opt/pypi-index/venv/bin/python"
-                   f" -m pypi_index_tools.pages --out {COLD_DIR}/pages --state {COLD_DIR}/hashes.json"
-                   f" --metadata {COLD_DIR}/metadata {PACKAGES}")
+COLD_# One full build of the pages, as each play and each start of the page
+# service runs it (the role's defaults; the hashes are known by then).
+PAGE_BUILD = page_build_command(f"{COLD_DIR}/pages", f"{COLD_DIR}/hashes.json", f"{COLD_DIR}/metadata")
 # The index's own CA (selfsigned mode), which the probes and pip trust.
 TLS_CA = "/etc/pypi-index/tls/selfsigned/ca.crt"
 # What the profile asks of every probe (BENCH_CA, BENCH_AUTH: see probe.py).
