@@ -71,9 +71,7 @@ PAGE_BUILD = page_build_command(PAGES_DIR, f"{PAGES_DIR}/.hashes.json", "/var/ca
 # The same build as a host's first (one restored from a backup, say): into
 # empty directories, every file hashed and every wheel's METADATA read.
 COLD_DIR = "/var/tmp/bench-cold-build"
-COLD_# One full build of the pages, as each play and each start of the page
-# service runs it (the role's defaults; the hashes are known by then).
-PAGE_BUILD = page_build_command(f"{COLD_DIR}/pages", f"{COLD_DIR}/hashes.json", f"{COLD_DIR}/metadata")
+COLD_PAGE_BUILD = page_build_command(f"{COLD_DIR}/pages", f"{COLD_DIR}/hashes.json", f"{COLD_DIR}/metadata")
 # The index's own CA (selfsigned mode), which the probes and pip trust.
 TLS_CA = "/etc/pypi-index/tls/selfsigned/ca.crt"
 # What the profile asks of every probe (BENCH_CA, BENCH_AUTH: see probe.py).
