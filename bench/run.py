@@ -57,6 +57,8 @@ SERVERS = {
 BALANCER = "http://127.0.0.1:8090"
 STANDALONE_UNIT = "bench-standalone"
 PAGES_DIR = "/var/cache/pypi-index/simple"
+# Touched once every package file has landed.
+LANDED = "/var/tmp/bench-files-landed"
 
 
 def page_build_command(out, state, metadata):
@@ -191,14 +193,14 @@ def prepare_host(args):
     count = inside(
         f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
         f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
-        f" && chown -R www-data:www-data {PACKAGES}")
+        f" && chown -R www-data:www-data {PACKAGES} && touch {LANDED}")
     # The page service rebuilds the pages as the files land: wait until it is
-    # idle, a build stamp newer than the file written last and no build for 3 s
-    # (at 200,000 files its builds while they land take minutes).
+    # idle, a build stamp newer than the last file and no build for 3 s (at
+    # 200,000 files its builds while they land take minutes).
     if inside("systemctl is-active pypi-index-pages.service || true").strip() == "active":
-        inside(f"newest={PACKAGES}/$(ls -t {PACKAGES} | head -1); stamp={PAGES_DIR}/.built;"
-               " for _ in $(seq 1200); do if test $stamp -nt $newest; then seen=$(cat $stamp); sleep 3;"
-               " test \"$(cat $stamp)\" = \"$seen\" && exit 0; fi; sleep 1; done; exit 1")
+        inside(f"stamp={PAGES_DIR}/.built; for _ in $(seq 1200); do if test $stamp -nt {LANDED}; then"
+               " seen=$(cat $stamp); sleep 3; test \"$(cat $stamp)\" = \"$seen\" && exit 0; fi; sleep 1; done;"
+               " exit 1")
         inside(f"cp {PAGES_DIR}/bench-pkg-0001/index.json /srv/bench-static/simple/bench-pkg-0001/")
     else:
         # No static pages, no JSON form and no metadata: nothing to compare.
