@@ -59,6 +59,8 @@ STANDALONE_UNIT = "bench-standalone"
 PAGES_DIR = "/var/cache/pypi-index/simple"
 # Touched once every package file has landed.
 LANDED = "/var/tmp/bench-files-landed"
+# Longer than the page service waits, after its last build, before it saves its records.
+PAGE_SERVICE_QUIET_SECONDS = 6
 
 
 def page_build_command(out, state, metadata):
@@ -194,13 +196,8 @@ def prepare_host(args):
         f"python3 {TOOLS_DIR}/make_packages.py --projects {args.projects} --versions {args.versions}"
         f" --packages {PACKAGES} --static /srv/bench-static --probe {PROBE_DIR}"
         f" && chown -R www-data:www-data {PACKAGES} && touch {LANDED}")
-    # The page service rebuilds the pages as the files land: wait until it is
-    # idle, a build stamp newer than the last file and no build for 3 s (at
-    # 200,000 files its builds while they land take minutes).
     if inside("systemctl is-active pypi-index-pages.service || true").strip() == "active":
-        inside(f"stamp={PAGES_DIR}/.built; for _ in $(seq 1200); do if test $stamp -nt {LANDED}; then"
-               " seen=$(cat $stamp); sleep 3; test \"$(cat $stamp)\" = \"$seen\" && exit 0; fi; sleep 1; done;"
-               " exit 1")
+        wait_for_page_service()
         inside(f"cp {PAGES_DIR}/bench-pkg-0001/index.json /srv/bench-static/simple/bench-pkg-0001/")
     else:
         # No static pages, no JSON form and no metadata: nothing to compare.
@@ -216,6 +213,23 @@ def prepare_host(args):
            " && for _ in $(seq 100); do python3 -c 'import urllib.request as u; u.urlopen(\"http://127.0.0.1:8082/health\")'"
            " 2>/dev/null && exit 0; sleep 0.2; done; exit 1")
     return int(count), cold
+
+
+def wait_for_page_service():
+    """Until the page service has listed every file that landed: a build stamp newer than the
+    last file, then no CPU used for longer than its wait before saving its records. A quiet
+    stamp alone is not enough: at 200,000 files each build while they land has more projects
+    to write (10,716 in the last one seen, 115 s), with no new stamp until it ends."""
+    inside(f"stamp={PAGES_DIR}/.built; pid=$(systemctl show -p MainPID --value pypi-index-pages.service);"
+           " cpu() { cut -d' ' -f14,15 /proc/$pid/stat; };"
+           f" for _ in $(seq 600); do if test $stamp -nt {LANDED}; then"
+           f" seen=$(cpu); sleep {PAGE_SERVICE_QUIET_SECONDS}; test \"$(cpu)\" = \"$seen\" && exit 0;"
+           " else sleep 1; fi; done; echo 'the page service never went idle' >&2; exit 1")
+    # Then every project has its page, or the figures would count 404s.
+    listed, written = (inside(f"find {directory} -mindepth 1 -maxdepth 1 -type d | wc -l").strip()
+                       for directory in (PAGES_DIR, "/srv/bench-static/simple"))
+    if listed != written:
+        sys.exit(f"the page service wrote {listed} project pages, the set has {written} projects")
 
 
 def check_pages(base):
