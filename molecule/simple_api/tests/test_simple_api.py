@@ -8,13 +8,15 @@ import gzip
 import json
 import os
 import re
+import socket
 import time
+import urllib.parse
 import urllib.request
 import zipfile
 
 import pytest
 from pypi_client import (client_env, fresh_venv, http_response, make_package, page_text, pip, raw_upload_status, run,
-                         twine_upload, wait_listed)
+                         twine_upload, upload_form, wait_listed)
 from playbooks import changed_count, output, run_playbook
 
 ACCESS_LOG = "/var/log/apache2/pypi-index-access.log"
@@ -243,6 +245,26 @@ def test_an_upload_to_a_full_root_is_refused_and_leaves_nothing(server, publishe
     time.sleep(1.5)
     assert http_response(f"{server.url}/simple/sa-full-{STAMP}/")[0] == 404
     assert f"sa-full-{STAMP}" not in page_text(f"{server.url}/simple/")
+
+
+def test_an_upload_whose_client_goes_away_half_way_leaves_nothing(server, published, uploader):
+    name = f"sa_gone_{STAMP}-1.0.tar.gz"
+    body, headers = upload_form(name, os.urandom(1 << 20), (uploader["name"], uploader["password"]))
+    address = urllib.parse.urlsplit(server.url)
+    offset = log_size(server)
+    head = "".join(f"{key}: {value}\r\n" for key, value in {**headers, "Content-Length": len(body)}.items())
+    with socket.create_connection((address.hostname, address.port), timeout=30) as client:
+        # Headers and half the body, then gone (Apache reads end of file where the rest should be).
+        client.sendall(f"POST / HTTP/1.1\r\nHost: {address.netloc}\r\n{head}\r\n".encode() + body[:len(body) // 2])
+        time.sleep(0.5)
+
+    # Apache logged the POST, so it reached pypiserver's side and ended there.
+    assert wait_for(lambda: any(request == "POST / HTTP/1.1" for request, *_ in requests_since(server, offset)))
+    time.sleep(1.5)
+    left = server.host.check_output("ls -A /srv/pypi-index/uploads")
+    assert name not in left and ".part" not in left, left
+    assert http_response(f"{server.url}/simple/sa-gone-{STAMP}/")[0] == 404
+    assert f"sa-gone-{STAMP}" not in page_text(f"{server.url}/simple/")
 
 
 def wait_for(condition, seconds=10):
