@@ -105,14 +105,17 @@ def page_text(url, credentials=None, cafile=None, headers=None):
         return ""
 
 
+def wait_for(condition, seconds=10):
+    """The condition's first true value within that many seconds, else its last (false) one."""
+    deadline = time.monotonic() + seconds
+    while not (value := condition()) and time.monotonic() <= deadline:
+        time.sleep(0.1)
+    return value
+
+
 def wait_listed(url, file_name, credentials=None, cafile=None, seconds=30):
     """Whether the project page lists file_name within that many seconds."""
-    deadline = time.monotonic() + seconds
-    while file_name not in page_text(project_page(url, file_name), credentials, cafile):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
+    return wait_for(lambda: file_name in page_text(project_page(url, file_name), credentials, cafile), seconds)
 
 
 def basic_auth(credentials):

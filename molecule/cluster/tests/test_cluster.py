@@ -22,7 +22,7 @@ import testinfra
 import yaml
 from playbooks import changed_count, output, run_playbook
 from pypi_client import (BackgroundRequests, demo_users, make_package, page_text, raw_upload_status, role_default,
-                         twine_upload, upload_from_inside)
+                         twine_upload, upload_from_inside, wait_for)
 
 PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
                                          "pypi-cluster-lb")
@@ -150,15 +150,6 @@ def upload(workdir, project, version):
     return files
 
 
-def wait_until(condition, seconds):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("cluster")
@@ -169,7 +160,7 @@ def reads(workdir):
     """The loop's page and file: a package every node has."""
     files = upload(workdir, "steady", "1.0")
     for name in REPLICAS:
-        assert wait_until(lambda name=name: listed_inside(name, files[-1].name), 10)
+        assert wait_for(lambda name=name: listed_inside(name, files[-1].name), 10)
     return Reads("steady", files[-1].name, files[-1].read_bytes())
 
 
@@ -185,7 +176,7 @@ def test_an_upload_through_the_balancer_is_on_every_replica_within_5_s_byte_for_
 
     for name in REPLICAS:
         for path in files:
-            assert wait_until(lambda: listed_inside(name, path.name), 5 - (time.monotonic() - uploaded)), name
+            assert wait_for(lambda: listed_inside(name, path.name), 5 - (time.monotonic() - uploaded)), name
             assert host(name).file(f"{PACKAGES}/{path.name}").sha256sum == hashlib.sha256(path.read_bytes()).hexdigest()
     print(f"\nlisted on both replicas {time.monotonic() - uploaded:.2f} s after twine saw it listed")
 
@@ -348,4 +339,4 @@ def test_the_primary_lost_reads_go_on_uploads_get_503_and_a_promoted_replica_tak
     for path in UPLOADED:
         assert path.name in page_text(f"{URL}/simple/{path.name.split('-')[0]}/", cafile=CA), path.name
         for name in (REPLICA2, NEW_REPLICA):
-            assert wait_until(lambda name=name: listed_inside(name, path.name), 5), (name, path.name)
+            assert wait_for(lambda name=name: listed_inside(name, path.name), 5), (name, path.name)
