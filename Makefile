@@ -49,9 +49,11 @@ lint: setup
 	  playbooks/add-replica.yml
 
 # The host tools' unit tests: seconds, no Docker. The replication tests run
-# rsync (Debian's), as the primary does.
+# rsync (Debian's), as the primary does. Then the vhost, rendered for each
+# test inventory on this machine, against tests/vhost/expected/.
 unit: setup /usr/bin/rsync
 	cd tools && python -m pytest -q
+	python -m pytest -q -p no:cacheprovider tests
 
 /usr/bin/rsync:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends rsync
