@@ -7,6 +7,7 @@ host is reached. A template change meant to change the
 output rewrites expected/ with PYPI_INDEX_UPDATE_EXPECTED=1, and the commit
 shows the difference.
 """
+import difflib
 import json
 import os
 import pathlib
@@ -86,4 +87,9 @@ def test_vhost_renders_as_expected(name, source, tmp_path):
         for file_name, text in rendered.items():
             (expected / file_name).write_text(text)
     assert rendered, f"{name}: no host of pypi_servers rendered"
-    assert rendered == {path.name: path.read_text() for path in sorted(expected.iterdir())}
+    wanted = {path.name: path.read_text() for path in sorted(expected.iterdir())}
+    assert sorted(rendered) == sorted(wanted)
+    for file_name, text in rendered.items():
+        diff = "".join(difflib.unified_diff(wanted[file_name].splitlines(keepends=True), text.splitlines(keepends=True),
+                                            f"expected/{name}/{file_name}", "rendered"))
+        assert not diff, diff
