@@ -4,7 +4,8 @@
 The argument specs are the one source of what a variable means and its
 default; defaults/main.yml must agree with them (same names, same defaults),
 and the README tables are generated from them. `--check` (run by `make lint`)
-fails when a README table is stale or a spec and defaults/main.yml disagree.
+fails when a README table is stale, a spec and defaults/main.yml disagree, or
+a README's "Entry points" section leaves an entry point out.
 """
 
 import argparse
@@ -28,9 +29,9 @@ def markdown(text):
     return re.sub(r"C\(([^)]*)\)", r"`\1`", text).replace("|", "\\|")
 
 
-def shown_default(value):
+def shown_default(value, required=True):
     if value is None:
-        return "(required)"
+        return "(required)" if required else "(unset)"
     shown = value if isinstance(value, str) and value else json.dumps(value)
     if len(shown) > LONGEST_DEFAULT:
         return "(long: see `defaults/main.yml`)"
@@ -41,7 +42,8 @@ def table(options, defaults):
     rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
     for name, spec in options.items():
         default = defaults[name] if name in defaults else spec.get("default")
-        rows.append(f"| `{name}` | {shown_default(default)} | {markdown(spec['description'])} |")
+        rows.append(f"| `{name}` | {shown_default(default, spec.get('required', 'default' not in spec))} "
+                    f"| {markdown(spec['description'])} |")
     return "\n".join(rows)
 
 
@@ -51,8 +53,9 @@ def disagreements(role, specs, defaults):
     every = {name: option for spec in specs.values() for name, option in spec.get("options", {}).items()}
     found = [f"{role}: {name} is in defaults/main.yml but in no argument spec"
              for name in defaults if name not in every]
-    for name in specs["main"].get("options", {}):
-        if name not in defaults and not every[name].get("required"):
+    for name in specs.get("main", {}).get("options", {}):
+        # required: false with no default is an input left unset by design.
+        if name not in defaults and "required" not in every[name]:
             found.append(f"{role}: {name} is in the main argument spec but not in defaults/main.yml")
     for name, option in every.items():
         if name in defaults and "default" in option and defaults[name] != option["default"]:
@@ -60,10 +63,16 @@ def disagreements(role, specs, defaults):
     return found
 
 
+def unlisted_entry_points(readme_text, specs):
+    """Entry points the README's hand-written "## Entry points" section does not name."""
+    listed = readme_text.split("## Entry points", 1)[1].split("\n## ", 1)[0] if "## Entry points" in readme_text else ""
+    return [entry for entry in specs if f"`{entry}`" not in listed]
+
+
 def section(specs, defaults):
     """The generated part: main's variables, then each other entry point and the inputs only it takes."""
-    main_options = specs["main"].get("options", {})
-    parts = [table(main_options, defaults)]
+    main_options = specs.get("main", {}).get("options", {})
+    parts = [table(main_options, defaults)] if "main" in specs else []
     for entry, spec in specs.items():
         if entry == "main":
             continue
@@ -94,6 +103,8 @@ def main():
         if BEGIN not in text or END not in text:
             problems.append(f"{readme}: lacks the markers {BEGIN} … {END}")
             continue
+        problems += [f"{readme}: the section 'Entry points' does not name `{entry}`"
+                     for entry in unlisted_entry_points(text, specs)]
         before, rest = text.split(BEGIN, 1)
         after = rest.split(END, 1)[1]
         fresh = f"{before}{BEGIN}\n{section(specs, defaults)}\n{END}{after}"

@@ -191,7 +191,7 @@ def yank(extra):
 
 
 def test_a_yanked_release_is_skipped_unless_pinned_and_unyanking_brings_it_back(server, published, tmp_path):
-    yanked = {"pypi_index_release_version": "1.1", "pypi_index_yank_reason": "Broken <build>"}
+    yanked = {"pypi_index_release_version": "1.1", "pypi_index_release_yank_reason": "Broken <build>"}
     first, again = yank(yanked), yank(yanked)
     assert first.returncode == 0 and again.returncode == 0, output(first) + output(again)
     assert changed_count(first) == 1 and changed_count(again) == 0
@@ -208,7 +208,7 @@ def test_a_yanked_release_is_skipped_unless_pinned_and_unyanking_brings_it_back(
     assert pinned.returncode == 0 and installed(python)[YANKY] == "1.1"
     assert "Broken <build>" in pinned.stdout + pinned.stderr
 
-    back = yank({**yanked, "pypi_index_yank_state": "unyanked"})
+    back = yank({**yanked, "pypi_index_release_yank_state": "unyanked"})
     assert back.returncode == 0 and changed_count(back) == 1, output(back)
     assert wait_for(lambda: "data-yanked" not in page_text(url))
 
