@@ -1,8 +1,9 @@
-"""Past one host: uploads through HAProxy reach every replica, reads survive a
-replica stopped, killed or drained and the primary lost, passwords rotate and
-backups run on the cluster's inventory, a replica added from nothing joins
-the pool only once caught up, and a promoted replica takes uploads again with
-nothing lost.
+"""Past one host: uploads through HAProxy reach every replica, the nodes trust
+the balancer at its private address and ban clients, never it, reads survive
+a replica stopped, killed or drained and the primary lost, passwords rotate,
+releases are yanked and removed and backups run on the cluster's inventory, a
+replica added from nothing joins the pool only once caught up, and a promoted
+replica takes uploads again with nothing lost.
 
 The tests run in this order; each leaves the cluster whole for the next, but
 the last, which loses the primary.
@@ -21,8 +22,8 @@ import pytest
 import testinfra
 import yaml
 from playbooks import changed_count, output, run_playbook
-from pypi_client import (BackgroundRequests, demo_users, make_package, page_text, raw_upload_status, role_default,
-                         twine_upload, upload_from_inside, wait_for)
+from pypi_client import (BackgroundRequests, demo_users, http_status, make_package, page_text, raw_upload_status,
+                         role_default, twine_upload, upload_from_inside, wait_for)
 
 PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
                                          "pypi-cluster-lb")
@@ -121,12 +122,35 @@ def finish(load):
         time.sleep(0.1)
 
 
-def listed_inside(name, file_name):
-    """Whether the replica's own Apache lists the file on its project page (asked from inside it)."""
+def page_inside(name, project):
+    """The node's own project page (asked from inside it), or "" when it has none."""
     script = ("import urllib.request; print(urllib.request.urlopen("
-              f"'http://127.0.0.1/simple/{file_name.split('-')[0]}/', timeout=5).read().decode())")
+              f"'http://127.0.0.1/simple/{project}/', timeout=5).read().decode())")
     result = host(name).run("python3 -c %s", script)
-    return result.rc == 0 and file_name in result.stdout
+    return result.stdout if result.rc == 0 else ""
+
+
+def listed_inside(name, file_name):
+    """Whether the node's own Apache lists the file on its project page."""
+    return file_name in page_inside(name, file_name.split("-")[0])
+
+
+def network_facts(name):
+    """The host's network facts (default_ipv4, all_ipv4_addresses), as Ansible gathers them."""
+    return host(name).ansible("setup", "gather_subset=!all,network")["ansible_facts"]
+
+
+def logged_client(name, pattern):
+    """The client address (Apache's %a) of the newest access-log line of that node that holds the pattern."""
+    line = host(name).check_output("grep -F %s /var/log/apache2/pypi-index-access.log | tail -1", pattern)
+    return line.split(" ", 1)[0]
+
+
+def banned_on(name):
+    """The addresses the node's fail2ban jail holds banned."""
+    status = host(name).check_output("fail2ban-client status pypi-index")
+    listed = next(line for line in status.splitlines() if "Banned IP list:" in line)
+    return listed.split(":", 1)[1].split()
 
 
 def health_inside(name):
@@ -188,6 +212,47 @@ def test_a_replica_has_no_upload_path_and_builds_no_page():
     assert upload_from_inside(replica, "sneaky-1.0.tar.gz", (user["name"], user["password"])) == 404
     assert not replica.file(f"{PACKAGES}/sneaky-1.0.tar.gz").exists
     assert not replica.service("pypi-index-pages").is_running
+
+
+def test_the_balancer_reaches_the_nodes_from_a_private_address_which_they_trust(workdir):
+    """As in production: the nodes see the balancer at its address on their private network, not at the one
+    of its default route; its health checks pass there, and the client's address is what the nodes log."""
+    balancer = network_facts(BALANCER)
+    seen = logged_client(PRIMARY, f"GET {role_default('pypi_index_health_endpoint')} ")
+    print(f"\nbalancer: default route {balancer['ansible_default_ipv4']['address']}, seen by the nodes as {seen}")
+    # Else this layout would not tell the balancer's addresses apart.
+    assert seen != balancer["ansible_default_ipv4"]["address"]
+    assert seen in balancer["ansible_all_ipv4_addresses"]
+    for node in (PRIMARY, *REPLICAS):
+        assert wait_state(node, "UP", seconds=5)[0].startswith("UP"), node
+
+    probe = f"/simple/Layout_Probe_{time.monotonic_ns()}/"
+    page_text(f"{URL}{probe}", cafile=CA)
+    client = logged_client(PRIMARY, f"GET {probe} ")
+    assert client not in balancer["ansible_all_ipv4_addresses"], client
+
+
+def test_wrong_passwords_through_the_balancer_ban_the_client_and_never_the_balancer(workdir):
+    user = demo_users()[0]
+    balancer = network_facts(BALANCER)["ansible_all_ipv4_addresses"]
+    probe = workdir / "banned-1.0.tar.gz"
+    probe.write_bytes(b"not really a tarball")
+    right, wrong = (user["name"], user["password"]), (user["name"], "a-wrong-password")
+    # A name to normalize: the balancer sends it to the primary, which redirects it (403 once banned).
+    to_primary = f"{URL}/simple/Ban_Probe/"
+    try:
+        for _ in range(role_default("pypi_index_ban_max_retry")):
+            assert raw_upload_status(URL, probe, wrong, cafile=str(CA)) == 401
+        assert wait_for(lambda: http_status(to_primary, cafile=str(CA)) == 403, 20), "not banned"
+        banned = banned_on(PRIMARY)
+        # The balancer's checks still reach the primary.
+        assert wait_state(PRIMARY, "UP", seconds=1, backend="pypi_index_primary")[0].startswith("UP")
+    finally:
+        host(PRIMARY).run("fail2ban-client unban --all")
+    print(f"\nbanned on the primary: {banned}; the balancer's addresses: {balancer}")
+    assert len(banned) == 1 and banned[0] not in balancer, banned
+    assert raw_upload_status(URL, probe, right, cafile=str(CA)) == 200
+    UPLOADED.append(probe)
 
 
 def test_a_stopped_replica_costs_no_read_and_is_out_within_2_s(reads):
@@ -270,6 +335,26 @@ def test_upload_passwords_rotate_on_the_cluster_inventory(workdir):
         back = run_playbook("rotate-upload-passwords.yml")
     assert back.returncode == 0, output(back)
     assert not host(PRIMARY).file(f"{PACKAGES}/{refused.name}").exists
+
+
+def test_a_release_is_yanked_and_removed_on_the_primary_only_and_every_replica_follows(workdir):
+    files = upload(workdir, "retired", "1.0")
+    for path in files:
+        UPLOADED.remove(path)
+    release = {"pypi_index_release_project": "retired", "pypi_index_release_version": "1.0"}
+    for name in REPLICAS:
+        assert wait_for(lambda name=name: listed_inside(name, files[-1].name), 5), name
+
+    yanked = run_playbook("yank.yml", {**release, "pypi_index_release_yank_reason": "Superseded"})
+    assert yanked.returncode == 0, output(yanked)
+    for name in REPLICAS:
+        assert wait_for(lambda name=name: 'data-yanked="Superseded"' in page_inside(name, "retired"), 5), name
+
+    removed = run_playbook("remove-release.yml", release)
+    assert removed.returncode == 0, output(removed)
+    for name in (PRIMARY, *REPLICAS):
+        assert wait_for(lambda name=name: not any(listed_inside(name, path.name) for path in files), 5), name
+        assert not any(host(name).file(f"{PACKAGES}/{path.name}").exists for path in files), name
 
 
 def test_backup_on_the_cluster_inventory_holds_every_package_of_the_primary_only():
