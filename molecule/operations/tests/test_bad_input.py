@@ -56,6 +56,12 @@ CASES = {
                                      '"/srv/pypi-index/packages/simple"']),
     "metadata inside a package root": ({"pypi_index_metadata_dir": "/srv/pypi-index/packages/meta"},
                                        ["pypi_index_metadata_dir", '"/srv/pypi-index/packages/meta"']),
+    "grant for an unknown user": ({**GOOD, "pypi_index_namespaces": [{"name": "acme", "users": ["mallory"]}]},
+                                  ["pypi_index_namespaces", "upload users", "unknown: mallory."]),
+    "grant for an unknown group": ({**GOOD, "pypi_index_project_grants": [{"project": "acme-lib", "groups": ["ops"]}]},
+                                   ["pypi_index_publish_groups does not define: ops."]),
+    "namespace not a name": ({**GOOD, "pypi_index_namespaces": [{"name": "acme corp!", "users": ["dave"]}]},
+                             ["pypi_index_namespaces", 'not valid: "acme corp!"']),
     "pass-through without static pages": ({"pypi_index_static_pages": False},
                                           ["pypi_index_upstream_url needs the static pages"]),
 }

@@ -22,7 +22,10 @@ PRIVATE = "corp_app"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # New versions each session, so that `molecule verify` can run again.
 PRIVATE_VERSION = f"1.{int(time.time())}"
-SHADOWED = f"public_shadow_{int(time.time())}"
+# Granted in host_vars, so that an upload here may shadow the upstream's.
+SHADOWED = "public_shadow"
+# The upstream has it and no grant claims it: an upload of it is refused.
+TAKEN = "public_taken"
 SETTINGS = yaml.safe_load((Path(__file__).parents[1] / "host_vars" / "pypi-index-pt-debian12.yml").read_text())
 PAGE_TTL = SETTINGS["pypi_index_upstream_page_ttl"]
 UPSTREAM_TIMEOUT = SETTINGS["pypi_index_upstream_timeout"]
@@ -37,6 +40,7 @@ def upstream(tmp_path_factory):
     files = (make_package(root / "base", "public_base", "1.0")
              + make_package(root / "dep", "public_dep", "1.0", ["public-base"])
              + make_package(root / "shadowed", SHADOWED, "1.0")
+             + make_package(root / "taken", TAKEN, "1.0")
              # The attacker's: a private name with a higher version, and a reserved name.
              + make_package(root / "evil", PRIVATE, "99.0")
              + make_package(root / "reserved", "acme_secret", "1.0"))
@@ -134,8 +138,21 @@ def test_upstream_pages_come_in_the_form_asked_with_links_through_the_index(serv
     assert 'href="/upstream-files/public_dep-1.0-py3-none-any.whl#sha256=' in html_page, html_page
 
 
+def test_a_first_upload_of_a_name_the_upstream_has_gets_409_and_clients_still_get_the_public_one(
+        server, uploader, upstream, host, tmp_path):
+    files = make_package(tmp_path, TAKEN, "99.0")
+    result = twine_upload(server.url, files, uploader["name"], uploader["password"])
+
+    assert result.returncode != 0 and "409" in result.stdout + result.stderr, result.stdout + result.stderr
+    root = role_default("pypi_index_package_roots")[0]
+    assert not any(host.file(f"{root}/{path.name}").exists for path in files)
+    page = page_text(f"{server.url}/simple/{TAKEN.replace('_', '-')}/")
+    assert f"{TAKEN}-1.0" in page and f"{TAKEN}-99.0" not in page
+
+
 def test_private_name_uploaded_after_a_public_lookup_shadows_it(server, uploader, upstream, tmp_path):
-    """Uploads of a name the upstream has are allowed, and from then on only they are listed."""
+    """Uploads of a name the upstream has are allowed with a project grant, and from then on only they are
+    listed."""
     page_url = f"{server.url}/simple/{SHADOWED.replace('_', '-')}/"
     # Both forms of the upstream page are in the cache now.
     for headers in ({}, {"Accept": JSON_TYPE}):
@@ -148,7 +165,7 @@ def test_private_name_uploaded_after_a_public_lookup_shadows_it(server, uploader
         assert f"{SHADOWED}-0.1" in page and f"{SHADOWED}-1.0" not in page
 
 
-def test_upstream_down_costs_only_uncached_public_projects(server, private_app, upstream, tmp_path):
+def test_upstream_down_costs_only_uncached_public_projects(server, uploader, private_app, upstream, tmp_path):
     # public-dep and public-base are cached by the installs above; past their
     # freshness lifetime they are stale, and served so while the upstream fails.
     time.sleep(PAGE_TTL + 1)
@@ -163,6 +180,11 @@ def test_upstream_down_costs_only_uncached_public_projects(server, private_app, 
         assert status in (502, 503, 504)
         assert time.monotonic() - started < UPSTREAM_TIMEOUT + 2
         assert http_response(f"{server.url}/simple/corp-app/")[0] == 200
+
+        # A first upload cannot be checked against the upstream: refused, and it says why.
+        files = make_package(tmp_path / "unchecked", "unchecked_app", "1.0")
+        refused = twine_upload(server.url, files, uploader["name"], uploader["password"])
+        assert refused.returncode != 0 and "503" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
     finally:
         upstream.run("systemctl start pypi-upstream")
 
