@@ -22,7 +22,7 @@ demo-destroy: setup engine ## Remove the demo container
 
 test: setup lint unit images molecule ## Lint, the unit tests, then the Molecule suite
 
-# The benchmark (see README "Benchmark"); BENCH_ARGS=--quick for a small set.
+# The benchmark (docs/performance.md); BENCH_ARGS=--quick for a small set.
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS ?=
 
@@ -41,6 +41,7 @@ lint: setup
 	yamllint --strict .
 	ansible-lint
 	python scripts/role-docs.py --check
+	python scripts/check-links.py
 	mkdir -p .cache && printf '%s\n' demo-vault-password > $(DEMO_VAULT_PASS)
 	ansible-inventory -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) --list > /dev/null
 	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
