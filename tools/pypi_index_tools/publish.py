@@ -4,7 +4,7 @@ The operator's rules come from the inventory as a JSON file (the pypi_index
 role writes it):
 
     {"namespaces": {"acme": ["alice", "bob"]}, "projects": {"acme-shared": ["carol"]},
-     "pages": "/var/cache/pypi-index/simple",
+     "pages": "/var/cache/pypi-index/simple", "new_names": "open",
      "upstream": {"url": "https://pypi.org/simple/", "ca": null, "timeout": 3}}
 
 Names are PEP 503 normalized. A namespace covers its own name and every name
@@ -14,12 +14,12 @@ namespace or not, and rules it alone. An upload of a name that a rule covers
 by a user it does not list is refused with 409 (PEP 752), before a byte is
 stored.
 
-A name no rule covers is open to every uploader, but for one case: its first
-upload (the index has no page of it yet) while the pass-through's upstream
-has a project of that name. That upload would shadow the public project for
-every client of the index, so it is refused with 409, unless a project grant
-claims the name; an upstream that cannot be asked gets a refusal (503) that
-says so. The file is read again when it changes, so new grants need no
+A name no rule covers is open to every uploader, but for its first upload
+(the index has no page of it yet): with "new_names": "granted" that is
+refused (409); else it is refused while the pass-through's upstream has a
+project of that name, since the upload would shadow the public project for
+every client of the index (409), or while the upstream cannot be asked (503,
+saying so). A project grant claims a name. The file is read again when it changes, so new grants need no
 reload; reads never come here.
 """
 
@@ -42,7 +42,7 @@ class Rules:
         self.path = Path(path)
         self.stamp = None
         self.namespaces, self.projects = {}, {}
-        self.pages, self.upstream = None, None
+        self.pages, self.upstream, self.new_names = None, None, "open"
 
     def current(self):
         stat = self.path.stat()
@@ -53,6 +53,7 @@ class Rules:
             self.projects = {name: set(users) for name, users in rules.get("projects", {}).items()}
             self.pages = Path(rules["pages"]) if rules.get("pages") else None
             self.upstream = rules.get("upstream")
+            self.new_names = rules.get("new_names", "open")
             self.stamp = stamp
         return self
 
@@ -78,13 +79,17 @@ class Rules:
                 "holds no grant for it")
 
 
-    def shadowing(self, project):
-        """(status, why) when a first upload of this unclaimed name would shadow the upstream's project, or
-        could not be checked; None when it may go on."""
+    def first_upload_refusal(self, project):
+        """(status, why) when this is the first upload of an unclaimed name and new names need a grant, or it
+        would shadow the upstream's project, or that could not be checked; None when it may go on."""
         project = normalize_pkgname(project)
-        if not self.upstream or self.claimed(project):
+        if self.claimed(project):
             return None
         if self.pages is not None and (self.pages / project / "index.html").exists():
+            return None
+        if self.new_names == "granted":
+            return 409, f"{project} is a new name, and new names need a project grant or a namespace here"
+        if not self.upstream:
             return None
         context = ssl.create_default_context(cafile=self.upstream["ca"]) if self.upstream.get("ca") else None
         asked = urllib.request.Request(self.upstream["url"] + project + "/",
@@ -119,9 +124,9 @@ class PublishRights(BackendProxy):
             why = rules.refusal(user, guessed[0])
             if why:
                 raise HTTPError(409, f"{filename} was not stored: {why} (ask the index's operators for one).")
-            shadowing = rules.shadowing(guessed[0])
-            if shadowing:
-                raise HTTPError(shadowing[0], f"{filename} was not stored: {shadowing[1]}.")
+            first = rules.first_upload_refusal(guessed[0])
+            if first:
+                raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")
         return super().add_package(filename, fh)
 
 

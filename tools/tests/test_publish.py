@@ -188,6 +188,22 @@ def test_a_name_the_upstream_lacks_a_claimed_one_or_one_with_a_page_here_is_stor
         "acme_tool-1.0.tar.gz", "bobs_tool-1.0.tar.gz", "old_lib-2.0.tar.gz", "six-99.0.tar.gz"]
 
 
+def test_with_new_names_granted_only_a_claimed_name_or_one_the_index_has_is_stored(index):
+    url, root, pages, rules = index
+    rules.write_text(json.dumps({**json.loads(rules.read_text()), "new_names": "granted"}))
+    os.utime(rules, ns=(4, 4))
+    (pages / "old-lib").mkdir()
+    (pages / "old-lib" / "index.html").write_text("")
+
+    status, body = upload(url, "bob", "bobs_tool-1.0.tar.gz", b"new")
+    assert status == 409
+    assert "bobs-tool is a new name, and new names need a project grant or a namespace here" in body
+    assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"claimed")[0] == 200
+    assert upload(url, "bob", "old_lib-2.0.tar.gz", b"next")[0] == 200
+    assert sorted(path.name for path in root.iterdir()) == ["acme_tool-1.0.tar.gz", "old_lib-2.0.tar.gz"]
+    assert Upstream.asked == []
+
+
 def test_an_upstream_that_cannot_be_asked_refuses_a_first_upload_and_says_why(index):
     url, root, _, rules = index
     rules.write_text(json.dumps({**json.loads(rules.read_text()),
