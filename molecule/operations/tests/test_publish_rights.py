@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import basic_auth, http_status, make_package, role_default, twine_upload, upload_form
+from pypi_client import basic_auth, http_status, make_package, twine_upload, upload_form
 
 ALICE, BOB = "alice-publishes-acme", "bob-publishes-elsewhere"
 SETTINGS = {
@@ -16,7 +16,6 @@ SETTINGS = {
     "pypi_index_namespaces": [{"name": "acme", "groups": ["acme-team"]}],
     "pypi_index_project_grants": [{"project": "acme-shared", "users": ["bob"]}],
 }
-ROOT = role_default("pypi_index_package_roots")[0]
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +35,11 @@ def refusal(url, path, credentials):
         return error.code, error.read().decode()
 
 
-def stored(host, files):
-    return [path.name for path in files if host.file(f"{ROOT}/{path.name}").exists]
+def stored(server, files):
+    return [path.name for path in files if server.host.file(f"{server.packages_dir}/{path.name}").exists]
 
 
-def test_an_upload_into_a_namespace_without_a_grant_gets_409_and_stores_nothing(converged, host, server, tmp_path):
+def test_an_upload_into_a_namespace_without_a_grant_gets_409_and_stores_nothing(converged, server, tmp_path):
     files = make_package(tmp_path / "bob", "acme_tool", "1.0")
 
     result = twine_upload(server.url, files, "bob", BOB)
@@ -49,27 +48,27 @@ def test_an_upload_into_a_namespace_without_a_grant_gets_409_and_stores_nothing(
     assert result.returncode != 0 and "409" in result.stdout + result.stderr, result.stdout + result.stderr
     assert status == 409
     assert "acme-tool is in the namespace acme, and bob holds no grant for it" in body
-    assert stored(host, files) == []
+    assert stored(server, files) == []
     # Reserved for the pass-through too: never asked upstream, so nobody else's acme-tool installs.
     assert http_status(f"{server.url}/simple/acme-tool/") == 404
 
 
-def test_the_granted_group_publishes_into_the_namespace_and_anyone_outside_it(converged, host, server, tmp_path):
+def test_the_granted_group_publishes_into_the_namespace_and_anyone_outside_it(converged, server, tmp_path):
     alices = make_package(tmp_path / "alice", "acme_tool", "1.0")
     bobs = make_package(tmp_path / "bob", "bobs_own_tool", "1.0")
 
     for files, user, password in ((alices, "alice", ALICE), (bobs, "bob", BOB)):
         result = twine_upload(server.url, files, user, password)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert stored(host, files) == [path.name for path in files]
+        assert stored(server, files) == [path.name for path in files]
     assert http_status(f"{server.url}/simple/acme-tool/",
                        headers={"Authorization": basic_auth(("alice", ALICE))}) == 200
 
 
-def test_a_project_grant_rules_its_project_alone(converged, host, server, tmp_path):
+def test_a_project_grant_rules_its_project_alone(converged, server, tmp_path):
     bobs = make_package(tmp_path / "bob", "acme_shared", "1.0")
     alices = make_package(tmp_path / "alice", "acme_shared", "2.0")
 
     assert twine_upload(server.url, bobs, "bob", BOB).returncode == 0
     assert refusal(server.url, alices[0], ("alice", ALICE))[0] == 409
-    assert stored(host, alices) == []
+    assert stored(server, alices) == []

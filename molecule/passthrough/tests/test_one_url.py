@@ -139,13 +139,12 @@ def test_upstream_pages_come_in_the_form_asked_with_links_through_the_index(serv
 
 
 def test_a_first_upload_of_a_name_the_upstream_has_gets_409_and_clients_still_get_the_public_one(
-        server, uploader, upstream, host, tmp_path):
+        server, uploader, upstream, tmp_path):
     files = make_package(tmp_path, TAKEN, "99.0")
     result = twine_upload(server.url, files, uploader["name"], uploader["password"])
 
     assert result.returncode != 0 and "409" in result.stdout + result.stderr, result.stdout + result.stderr
-    root = role_default("pypi_index_package_roots")[0]
-    assert not any(host.file(f"{root}/{path.name}").exists for path in files)
+    assert not any(server.host.file(f"{server.packages_dir}/{path.name}").exists for path in files)
     page = page_text(f"{server.url}/simple/{TAKEN.replace('_', '-')}/")
     assert f"{TAKEN}-1.0" in page and f"{TAKEN}-99.0" not in page
 
