@@ -34,6 +34,8 @@ from pypiserver.backend import BackendProxy
 from pypiserver.bottle_wrapper import HTTPError, request
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
+from pypi_index_tools.audit import Audit, Hashing
+
 
 class Rules:
     """The namespaces and project grants of one rules file, read again when it changes."""
@@ -78,7 +80,6 @@ class Rules:
         return (f"{project} is in the namespace {namespace}, and {user or 'an anonymous uploader'} "
                 "holds no grant for it")
 
-
     def first_upload_refusal(self, project):
         """(status, why) when this is the first upload of an unclaimed name and new names need a grant, or it
         would shadow the upstream's project, or that could not be checked; None when it may go on."""
@@ -108,29 +109,43 @@ class Rules:
 
 
 class PublishRights(BackendProxy):
-    """A backend that refuses, with 409, an upload its uploader holds no grant for."""
+    """A backend that refuses, with 409, an upload its uploader holds no grant for, and records every upload
+    it stores or refuses in the audit trail."""
 
-    def __init__(self, wraps, rules_path):
+    def __init__(self, wraps, rules_path, audit_path):
         super().__init__(wraps)
         self.rules = Rules(rules_path)
+        self.audit = Audit(audit_path)
 
     def add_package(self, filename, fh):
+        # Apache checked the password and names the user, and took the
+        # client's address from the balancers' X-Forwarded-For.
+        event = {"event": "upload", "file": filename, "user": request.environ.get("REMOTE_USER"),
+                 "client": request.environ.get("REMOTE_ADDR")}
+        hashing = Hashing(fh)
+        try:
+            self.check(filename, event["user"])
+            super().add_package(filename, hashing)
+        except HTTPError as error:
+            self.audit.record(**event, status=error.status_code, reason=error.body)
+            raise
+        self.audit.record(**event, status=200, sha256=hashing.sha256.hexdigest())
+
+    def check(self, filename, user):
+        """Raise the refusal of this upload, if any. pypiserver refused a file name it cannot read before."""
         guessed = guess_pkgname_and_version(filename)
-        # Apache checked the password and names the user; pypiserver refused
-        # a file name it cannot read before asking here.
-        user = request.environ.get("REMOTE_USER")
-        if guessed:
-            rules = self.rules.current()
-            why = rules.refusal(user, guessed[0])
-            if why:
-                raise HTTPError(409, f"{filename} was not stored: {why} (ask the index's operators for one).")
-            first = rules.first_upload_refusal(guessed[0])
-            if first:
-                raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")
-        return super().add_package(filename, fh)
+        if not guessed:
+            return
+        rules = self.rules.current()
+        why = rules.refusal(user, guessed[0])
+        if why:
+            raise HTTPError(409, f"{filename} was not stored: {why} (ask the index's operators for one).")
+        first = rules.first_upload_refusal(guessed[0])
+        if first:
+            raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")
 
 
-def use_publish_rights(config, rules_path):
-    """Give a pypiserver configuration the grant check (after any other backend is set)."""
-    config.backend = PublishRights(config.backend, os.fspath(rules_path))
+def use_publish_rights(config, rules_path, audit_path):
+    """Give a pypiserver configuration the grant check and the audit trail (after any other backend is set)."""
+    config.backend = PublishRights(config.backend, os.fspath(rules_path), os.fspath(audit_path))
     return config

@@ -3,6 +3,7 @@ list is refused with 409 and stores nothing; names no rule covers stay open, but
 upstream has (409) or while the upstream cannot be asked (503); new rules apply without a restart."""
 
 import base64
+import hashlib
 import json
 import os
 import http.server
@@ -116,7 +117,7 @@ def index(tmp_path, rules, upstream):
     pages.mkdir()
     rules.write_text(json.dumps({**RULES, "pages": str(pages), "upstream": {"url": upstream, "ca": None, "timeout": 2}}))
     config = Config.default_with_overrides(roots=[root], password_file=".", authenticate=[])
-    config = use_publish_rights(use_pages(config, pages), rules)
+    config = use_publish_rights(use_pages(config, pages), rules, tmp_path / "audit.log")
     app = RemoteUser(pypiserver.setup_routes_from_config(pypiserver.app_from_config(config), config))
     server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -215,3 +216,17 @@ def test_an_upstream_that_cannot_be_asked_refuses_a_first_upload_and_says_why(in
     assert status == 503
     assert "the upstream index could not be asked whether it has bobs-tool" in body
     assert list(root.iterdir()) == []
+
+
+def test_every_upload_stored_or_refused_is_in_the_audit_trail_with_no_secret(index, tmp_path):
+    url, _, _, _ = index
+    assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"alice's")[0] == 200
+    assert upload(url, "bob", "acme_tool-2.0.tar.gz", b"bob's")[0] == 409
+
+    stored, refused = (json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines())
+    assert {key: stored[key] for key in ("event", "file", "user", "client", "status")} == {
+        "event": "upload", "file": "acme_tool-1.0.tar.gz", "user": "alice", "client": "127.0.0.1", "status": 200}
+    assert stored["sha256"] == hashlib.sha256(b"alice's").hexdigest()
+    assert (refused["user"], refused["status"]) == ("bob", 409)
+    assert "in the namespace acme, and bob holds no grant" in refused["reason"]
+    assert "unchecked-here" not in (tmp_path / "audit.log").read_text()

@@ -1,7 +1,8 @@
 """Who may publish what: an upload into a namespace (PEP 752), or of a project with a grant, by an upload user
 the rule does not grant gets 409 and stores nothing; the granted ones publish there, names outside every rule stay
-open, and the pass-through never looks a namespace's names up."""
+open, the pass-through never looks a namespace's names up, and the audit trail records each upload."""
 
+import json
 import urllib.error
 import urllib.request
 
@@ -16,6 +17,7 @@ SETTINGS = {
     "pypi_index_namespaces": [{"name": "acme", "groups": ["acme-team"]}],
     "pypi_index_project_grants": [{"project": "acme-shared", "users": ["bob"]}],
 }
+AUDIT_LOG = "/var/log/pypi-index/audit.log"
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +74,17 @@ def test_a_project_grant_rules_its_project_alone(converged, server, tmp_path):
     assert twine_upload(server.url, bobs, "bob", BOB).returncode == 0
     assert refusal(server.url, alices[0], ("alice", ALICE))[0] == 409
     assert stored(server, alices) == []
+
+
+def test_the_audit_trail_names_each_upload_its_user_client_and_answer_and_holds_no_password(converged, server):
+    text = server.host.check_output("cat %s", AUDIT_LOG)
+    events = [json.loads(line) for line in text.splitlines()]
+
+    refused = [event for event in events if (event["user"], event["status"]) == ("bob", 409)
+               and event["file"].startswith("acme_tool-1.0")]
+    stored = [event for event in events if (event["user"], event["status"]) == ("alice", 200)
+              and event["file"].startswith("acme_tool-1.0")]
+    assert refused and "holds no grant" in refused[0]["reason"], events
+    assert len(stored) == 2 and all(len(event["sha256"]) == 64 for event in stored), events
+    assert all(event["client"] for event in events)
+    assert ALICE not in text and BOB not in text
