@@ -355,6 +355,12 @@ def test_a_release_is_yanked_and_removed_on_the_primary_only_and_every_replica_f
     for name in (PRIMARY, *REPLICAS):
         assert wait_for(lambda name=name: not any(listed_inside(name, path.name) for path in files), 5), name
         assert not any(host(name).file(f"{PACKAGES}/{path.name}").exists for path in files), name
+    # The primary's audit trail: the upload through the balancer, with the client's address, then the operations.
+    audit = [json.loads(line) for line in host(PRIMARY).check_output("cat /var/log/pypi-index/audit.log").splitlines()]
+    events = [(event["event"], event["file"]) for event in audit if event["file"].startswith("retired-1.0")]
+    assert sorted(events) == sorted((kind, path.name) for kind in ("upload", "yank", "remove") for path in files)
+    balancer = network_facts(BALANCER)["ansible_all_ipv4_addresses"]
+    assert all(event["client"] not in balancer for event in audit if event["event"] == "upload"), audit
 
 
 def test_backup_on_the_cluster_inventory_holds_every_package_of_the_primary_only():

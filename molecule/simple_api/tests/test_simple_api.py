@@ -194,7 +194,8 @@ def test_a_yanked_release_is_skipped_unless_pinned_and_unyanking_brings_it_back(
     yanked = {"pypi_index_release_version": "1.1", "pypi_index_release_yank_reason": "Broken <build>"}
     first, again = yank(yanked), yank(yanked)
     assert first.returncode == 0 and again.returncode == 0, output(first) + output(again)
-    assert changed_count(first) == 1 and changed_count(again) == 0
+    # The marks, and their lines in the audit trail; a second run changes and records nothing.
+    assert changed_count(first) == 2 and changed_count(again) == 0
     url = f"{server.url}/simple/{normalized(YANKY)}/"
     assert wait_for(lambda: 'data-yanked="Broken &lt;build&gt;"' in page_text(url))
     assert {entry["yanked"] for entry in json.loads(page_text(url, headers={"Accept": JSON_TYPE}))["files"]} == {
@@ -209,8 +210,13 @@ def test_a_yanked_release_is_skipped_unless_pinned_and_unyanking_brings_it_back(
     assert "Broken <build>" in pinned.stdout + pinned.stderr
 
     back = yank({**yanked, "pypi_index_release_yank_state": "unyanked"})
-    assert back.returncode == 0 and changed_count(back) == 1, output(back)
+    assert back.returncode == 0 and changed_count(back) == 2, output(back)
     assert wait_for(lambda: "data-yanked" not in page_text(url))
+
+    audit = [json.loads(line) for line in server.host.check_output("cat /var/log/pypi-index/audit.log").splitlines()]
+    recorded = [(event["event"], event.get("reason")) for event in audit
+                if event["file"].startswith(f"{YANKY}-1.1") and event["event"] != "upload"]
+    assert recorded == [("yank", "Broken <build>")] * 2 + [("unyank", None)] * 2, audit
 
 
 def test_yanking_nothing_says_so_before_any_change(server, published):
@@ -224,7 +230,8 @@ def test_a_removed_release_leaves_the_pages_and_the_roots(server, published):
     remove = {"pypi_index_release_project": YANKY, "pypi_index_release_version": "1.0"}
     first, again = run_playbook("remove-release.yml", remove), run_playbook("remove-release.yml", remove)
     assert first.returncode == 0 and again.returncode == 0, output(first) + output(again)
-    assert changed_count(first) == 1 and changed_count(again) == 0
+    # The marks, and their lines in the audit trail; a second run changes and records nothing.
+    assert changed_count(first) == 2 and changed_count(again) == 0
     url = f"{server.url}/simple/{normalized(YANKY)}/"
     assert wait_for(lambda: f"{YANKY}-1.0" not in page_text(url) and f"{YANKY}-1.1" in page_text(url))
     for path in published[YANKY][:2]:
