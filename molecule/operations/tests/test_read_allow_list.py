@@ -9,7 +9,7 @@ from playbooks import output, run_playbook
 from pypi_client import http_status, status_from_inside, upload_from_inside
 
 USER, PASSWORD = "carol", "carol-long-password"
-PACKAGE = "/packages/reader-1.0.tar.gz"
+PACKAGE = "/packages/ops_reader-1.0.tar.gz"
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def reads_from_loopback_only(host):
     result = run_playbook("site.yml", {"pypi_index_upload_users": [{"name": USER, "password": PASSWORD}],
                                        "pypi_index_read_allow_from": ["127.0.0.1"]})
     assert result.returncode == 0, output(result)
-    assert upload_from_inside(host, "reader-1.0.tar.gz", (USER, PASSWORD)) == 200
+    assert upload_from_inside(host, "ops_reader-1.0.tar.gz", (USER, PASSWORD)) == 200
 
 
 def test_reads_from_outside_the_read_list_are_403(reads_from_loopback_only, server):

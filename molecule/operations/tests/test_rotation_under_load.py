@@ -59,8 +59,8 @@ def tarball(workdir, name):
 def private_index(server, workdir):
     result = run_playbook("site.yml", users(OLD))
     assert result.returncode == 0, output(result)
-    assert raw_upload_status(server.url, tarball(workdir, "seed-1.0.tar.gz"), ("bob", "bob" + OLD)) == 200
-    assert wait_listed(server.url, "seed-1.0.tar.gz", ("dev", "dev" + OLD))
+    assert raw_upload_status(server.url, tarball(workdir, "ops_seed-1.0.tar.gz"), ("bob", "bob" + OLD)) == 200
+    assert wait_listed(server.url, "ops_seed-1.0.tar.gz", ("dev", "dev" + OLD))
 
 
 def _load(url, workdir):
@@ -70,9 +70,9 @@ def _load(url, workdir):
 
     def step(n):
         if n % 10 == 9:
-            status = raw_upload_status(url, tarball(workdir, f"load-{n}.tar.gz"), ("bob", "bob" + OLD))
+            status = raw_upload_status(url, tarball(workdir, f"ops_load-{n}.tar.gz"), ("bob", "bob" + OLD))
         else:
-            path = ("/simple/seed/", "/packages/seed-1.0.tar.gz")[n % 2]
+            path = ("/simple/ops-seed/", "/packages/ops_seed-1.0.tar.gz")[n % 2]
             with urllib.request.urlopen(urllib.request.Request(url + path, headers=reader), timeout=10) as response:
                 response.read()
                 status = response.status
@@ -104,9 +104,9 @@ def test_rotation_under_load(host, private_index, server, workdir):
     report = json.loads(watched["result"].stdout)
     assert report["reads"] > 0 and report["partial"] == [], report
 
-    page = f"{server.url}/simple/seed/"
+    page = f"{server.url}/simple/ops-seed/"
     for user in ("alice", "ci"):
         assert http_status(page, headers={"Authorization": basic_auth((user, user + OLD))}) == 401
         assert http_status(page, headers={"Authorization": basic_auth((user, user + NEW))}) == 200
-    assert raw_upload_status(server.url, tarball(workdir, "after-1.0.tar.gz"), ("alice", "alice" + NEW)) == 200
-    assert raw_upload_status(server.url, tarball(workdir, "after-1.1.tar.gz"), ("ci", "ci" + NEW)) == 403
+    assert raw_upload_status(server.url, tarball(workdir, "ops_after-1.0.tar.gz"), ("alice", "alice" + NEW)) == 200
+    assert raw_upload_status(server.url, tarball(workdir, "ops_after-1.1.tar.gz"), ("ci", "ci" + NEW)) == 403
