@@ -59,10 +59,14 @@ class Rules:
             self.stamp = stamp
         return self
 
+    def namespace(self, project):
+        """The longest namespace that covers the (normalized) name, or None."""
+        covering = [name for name in self.namespaces if project == name or project.startswith(name + "-")]
+        return max(covering, key=len, default=None)
+
     def claimed(self, project):
         """Whether a namespace or a project grant covers the (normalized) name."""
-        return project in self.projects or any(
-            project == name or project.startswith(name + "-") for name in self.namespaces)
+        return project in self.projects or self.namespace(project) is not None
 
     def refusal(self, user, project):
         """Why this user may not publish this project (a sentence), or None when they may."""
@@ -71,11 +75,8 @@ class Rules:
             if user in self.projects[project]:
                 return None
             return f"{project} has a project grant, and {user or 'an anonymous uploader'} holds none for it"
-        covering = [name for name in self.namespaces if project == name or project.startswith(name + "-")]
-        if not covering:
-            return None
-        namespace = max(covering, key=len)
-        if user in self.namespaces[namespace]:
+        namespace = self.namespace(project)
+        if namespace is None or user in self.namespaces[namespace]:
             return None
         return (f"{project} is in the namespace {namespace}, and {user or 'an anonymous uploader'} "
                 "holds no grant for it")

@@ -54,8 +54,7 @@ def test_the_rule_that_covers_a_name_decides(rules, user, project, refused_by):
 def test_a_changed_rules_file_applies_at_once(rules):
     checked = Rules(rules)
     assert checked.current().refusal("bob", "acme-tool")
-    rules.write_text(json.dumps({"namespaces": {"acme": ["alice", "bob"]}}))
-    os.utime(rules, ns=(1, 1))  # a new stamp, even within the file system's time resolution
+    rewrite(rules, 1, namespaces={"acme": ["alice", "bob"]})
     assert checked.current().refusal("bob", "acme-tool") is None
 
 
@@ -127,6 +126,18 @@ def index(tmp_path, rules, upstream):
     thread.join(timeout=5)
 
 
+def rewrite(rules, stamp, **changes):
+    """Change the rules file, with a new stamp even within the file system's time resolution."""
+    rules.write_text(json.dumps({**json.loads(rules.read_text()), **changes}))
+    os.utime(rules, ns=(stamp, stamp))
+
+
+def has_page(pages, project):
+    """Mark a project as one the index already holds (its page exists)."""
+    (pages / project).mkdir()
+    (pages / project / "index.html").write_text("")
+
+
 def upload(url, user, filename, data):
     """A file_upload POST as twine sends it: (status, body)."""
     boundary = uuid.uuid4().hex
@@ -143,13 +154,20 @@ def upload(url, user, filename, data):
         return error.code, error.read().decode()
 
 
-def test_an_upload_without_a_grant_gets_409_and_stores_nothing(index):
+@pytest.mark.parametrize("filename,because,asked", [
+    ("acme_tool-1.0.tar.gz", "acme-tool is in the namespace acme, and bob holds no grant for it", []),
+    ("six-99.0.tar.gz", "the upstream index has a project six, which this upload would shadow for every client",
+     ["/simple/six/"]),
+])
+def test_an_upload_without_a_grant_or_shadowing_the_upstream_gets_409_and_stores_nothing(
+        index, filename, because, asked):
     url, root, _, _ = index
-    status, body = upload(url, "bob", "acme_tool-1.0.tar.gz", b"bob's")
+    status, body = upload(url, "bob", filename, b"bob's")
 
     assert status == 409
-    assert "acme-tool is in the namespace acme, and bob holds no grant for it" in body
+    assert because in body
     assert list(root.iterdir()) == []
+    assert Upstream.asked == asked
 
 
 def test_an_upload_with_a_grant_or_outside_every_rule_is_stored(index):
@@ -161,28 +179,16 @@ def test_an_upload_with_a_grant_or_outside_every_rule_is_stored(index):
     assert (root / "other-1.0.tar.gz").read_bytes() == b"bob's"
 
 
-def test_a_first_upload_of_a_name_the_upstream_has_gets_409_and_stores_nothing(index):
-    url, root, _, _ = index
-    status, body = upload(url, "bob", "six-99.0.tar.gz", b"bob's six")
-
-    assert status == 409
-    assert "the upstream index has a project six, which this upload would shadow for every client" in body
-    assert list(root.iterdir()) == []
-    assert Upstream.asked == ["/simple/six/"]
-
-
 def test_a_name_the_upstream_lacks_a_claimed_one_or_one_with_a_page_here_is_stored(index):
     url, root, pages, rules = index
     assert upload(url, "bob", "bobs_tool-1.0.tar.gz", b"new")[0] == 200
     assert Upstream.asked == ["/simple/bobs-tool/"]
     # Claimed names are the operator's: the upstream is not asked.
     assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"claimed")[0] == 200
-    rules.write_text(json.dumps({**json.loads(rules.read_text()), "projects": {"six": ["bob"]}}))
-    os.utime(rules, ns=(2, 2))
+    rewrite(rules, 2, projects={"six": ["bob"]})
     assert upload(url, "bob", "six-99.0.tar.gz", b"granted")[0] == 200
     # A project the index already has: its next upload is not a first one.
-    (pages / "old-lib").mkdir()
-    (pages / "old-lib" / "index.html").write_text("")
+    has_page(pages, "old-lib")
     assert upload(url, "bob", "old_lib-2.0.tar.gz", b"next")[0] == 200
     assert Upstream.asked == ["/simple/bobs-tool/"]
     assert sorted(path.name for path in root.iterdir()) == [
@@ -191,10 +197,8 @@ def test_a_name_the_upstream_lacks_a_claimed_one_or_one_with_a_page_here_is_stor
 
 def test_with_new_names_granted_only_a_claimed_name_or_one_the_index_has_is_stored(index):
     url, root, pages, rules = index
-    rules.write_text(json.dumps({**json.loads(rules.read_text()), "new_names": "granted"}))
-    os.utime(rules, ns=(4, 4))
-    (pages / "old-lib").mkdir()
-    (pages / "old-lib" / "index.html").write_text("")
+    rewrite(rules, 4, new_names="granted")
+    has_page(pages, "old-lib")
 
     status, body = upload(url, "bob", "bobs_tool-1.0.tar.gz", b"new")
     assert status == 409
@@ -207,9 +211,7 @@ def test_with_new_names_granted_only_a_claimed_name_or_one_the_index_has_is_stor
 
 def test_an_upstream_that_cannot_be_asked_refuses_a_first_upload_and_says_why(index):
     url, root, _, rules = index
-    rules.write_text(json.dumps({**json.loads(rules.read_text()),
-                                 "upstream": {"url": f"http://127.0.0.1:{closed_port()}/simple/", "timeout": 2}}))
-    os.utime(rules, ns=(3, 3))
+    rewrite(rules, 3, upstream={"url": f"http://127.0.0.1:{closed_port()}/simple/", "timeout": 2})
 
     status, body = upload(url, "bob", "bobs_tool-1.0.tar.gz", b"new")
 
