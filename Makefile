@@ -47,7 +47,7 @@ lint: setup
 	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
 	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml \
 	  playbooks/yank.yml playbooks/remove-release.yml playbooks/promote.yml playbooks/maintenance.yml \
-	  playbooks/add-replica.yml
+	  playbooks/add-replica.yml playbooks/tokens.yml
 
 # The host tools' unit tests: seconds, no Docker. The replication tests run
 # rsync (Debian's), as the primary does. Then the vhost, rendered for each
@@ -63,15 +63,22 @@ unit: setup /usr/bin/rsync
 docs: setup
 	python scripts/role-docs.py
 
-# sslyze, for the default scenario's TLS profile test.
+# sslyze, for the default scenario's TLS profile test, and poetry, for the
+# operations scenario's token uploads: each in a virtualenv of its own.
 SSLYZE := .cache/sslyze/bin/sslyze
+POETRY := .cache/poetry/bin/poetry
 
-molecule: setup images $(SSLYZE)
+molecule: setup images $(SSLYZE) $(POETRY)
 	molecule test --all
 
 $(SSLYZE): requirements-sslyze.txt
 	python3 -m venv .cache/sslyze
 	.cache/sslyze/bin/pip install --quiet -r requirements-sslyze.txt
+	touch $@
+
+$(POETRY): requirements-poetry.txt
+	python3 -m venv .cache/poetry
+	.cache/poetry/bin/pip install --quiet -r requirements-poetry.txt
 	touch $@
 
 # The controller tools only: what a real deployment needs (no Docker).

@@ -68,12 +68,13 @@ def client_env(**extra):
     return {**env, **extra}
 
 
-def twine_upload(url, files, user, password, cert=None):
+def twine_upload(url, files, user, password, cert=None, reader=None):
     """Upload with twine as a user would, the password from the environment.
 
-    A successful upload returns once the index lists every file: the /simple/
-    pages are static files, rebuilt by a service just after a file lands, so
-    for a moment they may not show it yet.
+    A successful upload returns once the index lists every file (read as the
+    reader, by default the uploader): the /simple/ pages are static files,
+    rebuilt by a service just after a file lands, so for a moment they may not
+    show it yet.
     """
     env = client_env(TWINE_USERNAME=user, TWINE_PASSWORD=password,
                      PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
@@ -83,8 +84,28 @@ def twine_upload(url, files, user, password, cert=None):
                   *map(str, files)], env=env)
     if result.returncode == 0:
         for path in files:
-            assert wait_listed(url, Path(path).name, (user, password), cafile=cert), f"{path} never listed"
+            assert wait_listed(url, Path(path).name, reader or (user, password), cafile=cert), f"{path} never listed"
     return result
+
+
+def uv_publish(url, files, token):
+    """`uv publish` with an upload token, as its documentation shows (the user __token__)."""
+    env = client_env(UV_NO_CONFIG="1", UV_PUBLISH_TOKEN=token)
+    return run(["uv", "publish", "--publish-url", f"{url}/", *map(str, files)], env=env)
+
+
+POETRY = PROJECT_DIR / ".cache/poetry/bin/poetry"
+
+
+def poetry_publish(url, files, token, workdir):
+    """`poetry publish` of built files with an upload token, set for a repository named corp as its
+    documentation shows (POETRY_PYPI_TOKEN_<REPOSITORY>)."""
+    env = client_env(POETRY_REPOSITORIES_CORP_URL=f"{url}/", POETRY_PYPI_TOKEN_CORP=token,
+                     POETRY_CACHE_DIR=str(workdir / "poetry-cache"), POETRY_CONFIG_DIR=str(workdir / "poetry-config"),
+                     PYTHON_KEYRING_BACKEND="keyring.backends.null.Keyring")
+    dist = Path(files[0]).parent
+    return run([str(POETRY), "publish", "--no-interaction", "--repository", "corp", "--dist-dir", str(dist)],
+               env=env, cwd=dist.parent / "src")
 
 
 def project_page(url, file_name):

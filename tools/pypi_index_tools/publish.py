@@ -4,6 +4,7 @@ The operator's rules come from the inventory as a JSON file (the pypi_index
 role writes it):
 
     {"namespaces": {"acme": ["alice", "bob"]}, "projects": {"acme-shared": ["carol"]},
+     "uploaders": {"file": "/etc/pypi-index/groups", "group": "pypi-index-uploaders"},
      "pages": "/var/cache/pypi-index/simple", "new_names": "open",
      "upstream": {"url": "https://pypi.org/simple/", "ca": null, "timeout": 3}}
 
@@ -12,7 +13,9 @@ that starts with it and a hyphen (`acme` covers `acme-lib`); the longest that
 covers a name rules it. A project grant names one project, inside a
 namespace or not, and rules it alone. An upload of a name that a rule covers
 by a user it does not list is refused with 409 (PEP 752), before a byte is
-stored.
+stored. A removal (pypiserver's remove_pkg action) needs the same grant. An
+upload token (tokens.py) is held to its scope too (403 outside it), and works
+only while its user is one of the upload users.
 
 A name no rule covers is open to every uploader, but for its first upload
 (the index has no page of it yet): with "new_names": "granted" that is
@@ -37,13 +40,23 @@ from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 from pypi_index_tools.audit import Audit, Hashing
 
 
+def covers(namespace, project):
+    """Whether a namespace covers a project: its own name, or the name and a hyphen before the rest."""
+    return project == namespace or project.startswith(namespace + "-")
+
+
+def in_scope(token, project):
+    """Whether an upload token's scope (tokens.py) covers the project."""
+    return project in token["projects"] or any(covers(namespace, project) for namespace in token["namespaces"])
+
+
 class Rules:
     """The namespaces and project grants of one rules file, read again when it changes."""
 
     def __init__(self, path):
         self.path = Path(path)
         self.stamp = None
-        self.namespaces, self.projects = {}, {}
+        self.namespaces, self.projects, self.uploaders_group = {}, {}, None
         self.pages, self.upstream, self.new_names = None, None, "open"
 
     def current(self):
@@ -53,15 +66,28 @@ class Rules:
             rules = json.loads(self.path.read_text())
             self.namespaces = {name: set(users) for name, users in rules.get("namespaces", {}).items()}
             self.projects = {name: set(users) for name, users in rules.get("projects", {}).items()}
+            self.uploaders_group = rules.get("uploaders")
             self.pages = Path(rules["pages"]) if rules.get("pages") else None
             self.upstream = rules.get("upstream")
             self.new_names = rules.get("new_names", "open")
             self.stamp = stamp
         return self
 
+    @property
+    def uploaders(self):
+        """The upload users, as Apache's group file names them now: the rotation playbook rewrites that file
+        alone, and a user it removes loses their tokens at once, as their password."""
+        if not self.uploaders_group:
+            return set()
+        for line in Path(self.uploaders_group["file"]).read_text().splitlines():
+            group, _, users = line.partition(":")
+            if group.strip() == self.uploaders_group["group"]:
+                return set(users.split())
+        return set()
+
     def namespace(self, project):
         """The longest namespace that covers the (normalized) name, or None."""
-        covering = [name for name in self.namespaces if project == name or project.startswith(name + "-")]
+        covering = [name for name in self.namespaces if covers(name, project)]
         return max(covering, key=len, default=None)
 
     def claimed(self, project):
@@ -110,8 +136,9 @@ class Rules:
 
 
 class PublishRights(BackendProxy):
-    """A backend that refuses, with 409, an upload its uploader holds no grant for, and records every upload
-    it stores or refuses in the audit trail."""
+    """A backend that refuses, with 409, an upload or removal its uploader holds no grant for (403 outside the
+    scope of the upload token used), and records every upload and removal it does or refuses in the audit
+    trail."""
 
     def __init__(self, wraps, rules_path, audit_path):
         super().__init__(wraps)
@@ -119,31 +146,52 @@ class PublishRights(BackendProxy):
         self.audit = Audit(audit_path)
 
     def add_package(self, filename, fh):
-        # Apache checked the password and names the user, and took the
-        # client's address from the balancers' X-Forwarded-For.
-        event = {"event": "upload", "file": filename, "user": request.environ.get("REMOTE_USER"),
-                 "client": request.environ.get("REMOTE_ADDR")}
+        event = self.event("upload", filename)
         hashing = Hashing(fh)
         try:
-            self.check(filename, event["user"])
+            guessed = guess_pkgname_and_version(filename)
+            # pypiserver refused a file name it cannot read before.
+            if guessed:
+                self.check_grant(guessed[0], f"{filename} was not stored")
+                first = self.rules.current().first_upload_refusal(guessed[0])
+                if first:
+                    raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")
             super().add_package(filename, hashing)
         except HTTPError as error:
             self.audit.record(**event, status=error.status_code, reason=error.body)
             raise
         self.audit.record(**event, status=200, sha256=hashing.sha256.hexdigest())
 
-    def check(self, filename, user):
-        """Raise the refusal of this upload, if any. pypiserver refused a file name it cannot read before."""
-        guessed = guess_pkgname_and_version(filename)
-        if not guessed:
-            return
-        rules = self.rules.current()
-        why = rules.refusal(user, guessed[0])
+    def remove_package(self, pkg):
+        # pypiserver's remove_pkg action (POST /, as `twine` never sends but
+        # a script may): the same grants as an upload.
+        event = self.event("remove", pkg.fn)
+        try:
+            self.check_grant(pkg.pkgname, f"{pkg.fn} was not removed")
+        except HTTPError as error:
+            self.audit.record(**event, status=error.status_code, reason=error.body)
+            raise
+        super().remove_package(pkg)
+        self.audit.record(**event, status=200)
+
+    @staticmethod
+    def event(kind, filename):
+        # Apache checked the password and names the user (or tokens.py the
+        # token's), and took the client's address from the balancers'
+        # X-Forwarded-For.
+        token = request.environ.get("pypi_index.token")
+        return {"event": kind, "file": filename, "user": request.environ.get("REMOTE_USER"),
+                "client": request.environ.get("REMOTE_ADDR"), **({"token": token["name"]} if token else {})}
+
+    def check_grant(self, project, not_done):
+        """Raise 409 when the user holds no grant for the project, 403 when it is outside their token's scope."""
+        why = self.rules.current().refusal(request.environ.get("REMOTE_USER"), project)
         if why:
-            raise HTTPError(409, f"{filename} was not stored: {why} (ask the index's operators for one).")
-        first = rules.first_upload_refusal(guessed[0])
-        if first:
-            raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")
+            raise HTTPError(409, f"{not_done}: {why} (ask the index's operators for one).")
+        token = request.environ.get("pypi_index.token")
+        if token and not in_scope(token, normalize_pkgname(project)):
+            scope = ", ".join([f"the namespace {name}" for name in token["namespaces"]] + token["projects"])
+            raise HTTPError(403, f"{not_done}: the token {token['name']} is scoped to {scope}.")
 
 
 def use_publish_rights(config, rules_path, audit_path):

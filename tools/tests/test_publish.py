@@ -2,34 +2,13 @@
 list is refused with 409 and stores nothing; names no rule covers stay open, but for a first upload of a name the
 upstream has (409) or while the upstream cannot be asked (503); new rules apply without a restart."""
 
-import base64
 import hashlib
 import json
-import os
-import http.server
-import socket
-import threading
-import urllib.error
-import urllib.request
-import uuid
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
-import pypiserver
 import pytest
-from pypiserver.config import Config
+from upload_app import Upstream, closed_port, has_page, index, remove, rewrite, rules, upload, upstream  # noqa: F401
 
-from pypi_index_tools.publish import Rules, use_publish_rights
-from pypi_index_tools.uploads import use_pages
-
-RULES = {"namespaces": {"acme": ["alice"], "acme-labs": ["bob"]}, "projects": {"acme-shared": ["carol"]}}
-
-
-@pytest.fixture
-def rules(tmp_path):
-    path = tmp_path / "publish.json"
-    path.write_text(json.dumps(RULES))
-    return path
-
+from pypi_index_tools.publish import Rules
 
 @pytest.mark.parametrize("user,project,refused_by", [
     ("alice", "acme", None),
@@ -56,102 +35,6 @@ def test_a_changed_rules_file_applies_at_once(rules):
     assert checked.current().refusal("bob", "acme-tool")
     rewrite(rules, 1, namespaces={"acme": ["alice", "bob"]})
     assert checked.current().refusal("bob", "acme-tool") is None
-
-
-class RemoteUser:
-    """WSGI middleware standing in for Apache: the Basic user becomes REMOTE_USER."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        header = environ.get("HTTP_AUTHORIZATION", "")
-        if header.startswith("Basic "):
-            environ["REMOTE_USER"] = base64.b64decode(header[6:]).decode().split(":", 1)[0]
-        return self.app(environ, start_response)
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *_):
-        pass
-
-
-class Upstream(http.server.BaseHTTPRequestHandler):
-    """A stand-in upstream index that has six and nothing else; it notes what it was asked."""
-
-    asked = []
-
-    def do_GET(self):
-        Upstream.asked.append(self.path)
-        self.send_response(200 if self.path == "/simple/six/" else 404)
-        self.end_headers()
-
-    def log_message(self, *_):
-        pass
-
-
-@pytest.fixture
-def upstream():
-    Upstream.asked = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/simple/"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-def closed_port():
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        return unused.getsockname()[1]
-
-
-@pytest.fixture
-def index(tmp_path, rules, upstream):
-    """pypiserver built as pypiserver.wsgi builds it, with the pages and the grant check; the pass-through's
-    upstream is the stand-in."""
-    root, pages = tmp_path / "packages", tmp_path / "simple"
-    root.mkdir()
-    pages.mkdir()
-    rules.write_text(json.dumps({**RULES, "pages": str(pages), "upstream": {"url": upstream, "ca": None, "timeout": 2}}))
-    config = Config.default_with_overrides(roots=[root], password_file=".", authenticate=[])
-    config = use_publish_rights(use_pages(config, pages), rules, tmp_path / "audit.log")
-    app = RemoteUser(pypiserver.setup_routes_from_config(pypiserver.app_from_config(config), config))
-    server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/", root, pages, rules
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-def rewrite(rules, stamp, **changes):
-    """Change the rules file, with a new stamp even within the file system's time resolution."""
-    rules.write_text(json.dumps({**json.loads(rules.read_text()), **changes}))
-    os.utime(rules, ns=(stamp, stamp))
-
-
-def has_page(pages, project):
-    """Mark a project as one the index already holds (its page exists)."""
-    (pages / project).mkdir()
-    (pages / project / "index.html").write_text("")
-
-
-def upload(url, user, filename, data):
-    """A file_upload POST as twine sends it: (status, body)."""
-    boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name=":action"\r\n\r\nfile_upload\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{filename}"\r\n'
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
-    credentials = base64.b64encode(f"{user}:unchecked-here".encode()).decode()
-    request = urllib.request.Request(url, data=body, headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}", "Authorization": f"Basic {credentials}"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 @pytest.mark.parametrize("filename,because,asked", [
@@ -232,3 +115,19 @@ def test_every_upload_stored_or_refused_is_in_the_audit_trail_with_no_secret(ind
     assert (refused["user"], refused["status"]) == ("bob", 409)
     assert "in the namespace acme, and bob holds no grant" in refused["reason"]
     assert "unchecked-here" not in (tmp_path / "audit.log").read_text()
+
+
+def test_a_removal_needs_the_same_grant_as_an_upload_and_is_in_the_audit_trail(index, tmp_path):
+    url, root, _, _ = index
+    assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"alice's")[0] == 200
+
+    status, body = remove(url, "bob", "acme_tool", "1.0")
+    assert status == 409
+    assert "acme_tool-1.0.tar.gz was not removed: acme-tool is in the namespace acme, and bob holds no grant" in body
+    assert (root / "acme_tool-1.0.tar.gz").exists()
+    assert remove(url, "alice", "acme_tool", "1.0")[0] == 200
+    assert not (root / "acme_tool-1.0.tar.gz").exists()
+
+    events = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+    assert [(event["event"], event["user"], event["status"]) for event in events] == [
+        ("upload", "alice", 200), ("remove", "bob", 409), ("remove", "alice", 200)]
