@@ -47,6 +47,12 @@ SAVE_AFTER_SECONDS = 5.0
 RECORD = ("size", "mtime", "digest", "requires_python", "metadata", "skip")
 STATE_FORMAT = 2
 YANKED = ".yanked"
+# A project's PEP 792 status: `<project>.status` at the top of a package root,
+# holding {"status": ..., "reason": ...} (pypi_index_release's status entry
+# point writes it). A quarantined project lists no file; a status makes a
+# page even for a name with no file here, so that a quarantined public name
+# is answered here and never passed through to the upstream.
+STATUS = ".status"
 # Renamed into the pages directory after each build of the watcher, for the
 # replication service (replicate.py) to push what the build wrote.
 BUILT = ".built"
@@ -84,6 +90,26 @@ def yanked(fn):
             return " ".join(handle.read().split())
     except FileNotFoundError:
         return None
+
+
+def statuses(roots):
+    """Every project's status mark in the roots, by normalized name."""
+    found = {}
+    for root in roots:
+        for path in Path(root).glob("*" + STATUS):
+            status = read_status(path)
+            if status:
+                found[normalize_pkgname(path.name[:-len(STATUS)])] = status
+    return found
+
+
+def read_status(path):
+    """A status mark's {status, reason}, or None when there is none (or it is not one)."""
+    try:
+        status = json.loads(Path(path).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return status if isinstance(status, dict) and status.get("status") not in (None, "active") else None
 
 
 def log(**fields):
@@ -137,7 +163,7 @@ class Pages:
             previous = {}
         current = previous.get("format") == STATE_FORMAT and previous.get("algo") == algo
         self.records = previous.get("files", {}) if current else {}
-        self.projects = {}
+        self.projects, self.statuses = {}, {}
 
     def metadata_path(self, package):
         return self.metadata / (package.relfn_unix + ".metadata")
@@ -163,6 +189,9 @@ class Pages:
 
     def project_pages(self, name, entries):
         """A project's HTML and JSON, its files sorted by version as pip ranks them."""
+        status = self.statuses.get(name)
+        if status and status["status"] == "quarantined":
+            entries = []
         entries = sorted(entries, key=lambda known: (known[0].parsed_version, known[0].relfn))
         shown, versions = [], []
         for known in entries:
@@ -173,8 +202,8 @@ class Pages:
             shown.append({**facts, "path": package.relfn_unix, "yanked": yanked(package.fn)})
             if package.version not in versions:
                 versions.append(package.version)
-        return (render.project_html(name, shown, self.algo),
-                render.project_json(name, shown, versions, self.algo))
+        return (render.project_html(name, shown, self.algo, status),
+                render.project_json(name, shown, versions, self.algo, status))
 
     def write_project(self, name):
         return write_page(self.out / name, *self.project_pages(name, self.projects[name]))
@@ -186,6 +215,9 @@ class Pages:
         """List every root and write every page that changed."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.projects = scan(self.roots)
+        self.statuses = statuses(self.roots)
+        for name in self.statuses:
+            self.projects.setdefault(name, [])
         written = sum(self.write_project(name) for name in self.projects)
         written += self.write_index()
         gone = [path for path in self.out.iterdir() if path.is_dir() and path.name not in self.projects]
@@ -210,12 +242,22 @@ class Pages:
     def update(self, changed):
         """Rebuild the pages of the projects whose files changed: (root, file name) pairs.
 
-        A `<file>.yanked` counts as a change of its file; a name pypiserver
-        would not list as a package changes nothing. The records are not
-        saved (see save).
+        A `<file>.yanked` counts as a change of its file, a `<project>.status`
+        as a change of its project; a name pypiserver would not list as a
+        package changes nothing. The records are not saved (see save).
         """
         before, touched, dropped = set(self.projects), set(), []
         for root, name in changed:
+            if name.endswith(STATUS) and not name.startswith("."):
+                project = normalize_pkgname(name[:-len(STATUS)])
+                found = [status for status in map(read_status, (Path(root) / name for root in self.roots)) if status]
+                if found:
+                    self.statuses[project] = found[0]
+                else:
+                    self.statuses.pop(project, None)
+                self.projects.setdefault(project, [])
+                touched.add(project)
+                continue
             name = name[:-len(YANKED)] if name.endswith(YANKED) else name
             guessed = guess_pkgname_and_version(name) if is_listed_path(name) else None
             if guessed is None:
@@ -231,7 +273,7 @@ class Pages:
             if entries or project in self.projects:
                 self.projects[project] = entries
                 touched.add(project)
-        gone = {project for project in touched if not self.projects[project]}
+        gone = {project for project in touched if not self.projects[project] and project not in self.statuses}
         written = sum(self.write_project(project) for project in touched - gone)
         for project in gone:
             del self.projects[project]

@@ -5,7 +5,7 @@ role writes it):
 
     {"namespaces": {"acme": ["alice", "bob"]}, "projects": {"acme-shared": ["carol"]},
      "uploaders": {"file": "/etc/pypi-index/groups", "group": "pypi-index-uploaders"},
-     "pages": "/var/cache/pypi-index/simple", "new_names": "open",
+     "roots": ["/srv/pypi-index/packages"], "pages": "/var/cache/pypi-index/simple", "new_names": "open",
      "upstream": {"url": "https://pypi.org/simple/", "ca": null, "timeout": 3}}
 
 Names are PEP 503 normalized. A namespace covers its own name and every name
@@ -15,7 +15,8 @@ namespace or not, and rules it alone. An upload of a name that a rule covers
 by a user it does not list is refused with 409 (PEP 752), before a byte is
 stored. A removal (pypiserver's remove_pkg action) needs the same grant. An
 upload token (tokens.py) is held to its scope too (403 outside it), and works
-only while its user is one of the upload users.
+only while its user is one of the upload users. An archived or quarantined
+project (PEP 792, its `<project>.status` in a root) takes no upload (409).
 
 A name no rule covers is open to every uploader, but for its first upload
 (the index has no page of it yet): with "new_names": "granted" that is
@@ -38,6 +39,7 @@ from pypiserver.bottle_wrapper import HTTPError, request
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
 from pypi_index_tools.audit import Audit, Hashing
+from pypi_index_tools.pages import STATUS, read_status
 
 
 def covers(namespace, project):
@@ -57,7 +59,7 @@ class Rules:
         self.path = Path(path)
         self.stamp = None
         self.namespaces, self.projects, self.uploaders_group = {}, {}, None
-        self.pages, self.upstream, self.new_names = None, None, "open"
+        self.pages, self.upstream, self.new_names, self.roots = None, None, "open", []
 
     def current(self):
         stat = self.path.stat()
@@ -70,6 +72,7 @@ class Rules:
             self.pages = Path(rules["pages"]) if rules.get("pages") else None
             self.upstream = rules.get("upstream")
             self.new_names = rules.get("new_names", "open")
+            self.roots = [Path(root) for root in rules.get("roots", [])]
             self.stamp = stamp
         return self
 
@@ -106,6 +109,16 @@ class Rules:
             return None
         return (f"{project} is in the namespace {namespace}, and {user or 'an anonymous uploader'} "
                 "holds no grant for it")
+
+    def status_refusal(self, project):
+        """Why the project's PEP 792 status refuses uploads (archived, quarantined), or None."""
+        project = normalize_pkgname(project)
+        for root in self.roots:
+            status = read_status(root / (project + STATUS))
+            if status and status["status"] in ("archived", "quarantined"):
+                because = f": {status['reason']}" if status.get("reason") else ""
+                return f"{project} is {status['status']} and takes no upload{because}"
+        return None
 
     def first_upload_refusal(self, project):
         """(status, why) when this is the first upload of an unclaimed name and new names need a grant, or it
@@ -153,6 +166,9 @@ class PublishRights(BackendProxy):
             # pypiserver refused a file name it cannot read before.
             if guessed:
                 self.check_grant(guessed[0], f"{filename} was not stored")
+                closed = self.rules.current().status_refusal(guessed[0])
+                if closed:
+                    raise HTTPError(409, f"{filename} was not stored: {closed}.")
                 first = self.rules.current().first_upload_refusal(guessed[0])
                 if first:
                     raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")

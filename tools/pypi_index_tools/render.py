@@ -2,7 +2,8 @@
 
 HTML (PEP 503, with PEP 592 yank, PEP 629 repository version, PEP 658/714
 metadata and requires-python) and JSON (PEP 691 with PEP 700's versions,
-size and upload-time, api-version 1.1). Each page directory holds:
+size and upload-time, api-version 1.1); a project's PEP 792 status, when
+it has one, in both. Each page directory holds:
 
 - index.html, the HTML form, served as text/html;
 - index.v1html, a link to it served as application/vnd.pypi.simple.v1+html;
@@ -44,7 +45,7 @@ PAGE = """<!DOCTYPE html>
     <head>
         <meta charset="utf-8">
         <meta name="pypi:repository-version" content="{version}">
-        <title>{title}</title>
+{status}        <title>{title}</title>
     </head>
     <body>
         <h1>{title}</h1>
@@ -89,15 +90,26 @@ def attributes(file, algo):
     return " ".join(parts)
 
 
-def project_html(name, files, algo):
+def status_meta(status):
+    """PEP 792's <meta> elements of a project's status ({status, reason}), none for an active project."""
+    if status is None:
+        return ""
+    meta = f'        <meta name="pypi:project-status" content="{html.escape(status["status"])}">\n'
+    if status.get("reason"):
+        meta += f'        <meta name="pypi:project-status-reason" content="{html.escape(status["reason"])}">\n'
+    return meta
+
+
+def project_html(name, files, algo, status=None):
     """A project's HTML page; files in the order pip ranks them."""
     links = "".join(f"            <a {attributes(file, algo)}{label(os.path.basename(file['path']))}<br>\n"
                     for file in files)
-    return PAGE.format(version=API_VERSION, title=f"Links for {html.escape(name)}", links=links)
+    return PAGE.format(version=API_VERSION, status=status_meta(status), title=f"Links for {html.escape(name)}",
+                       links=links)
 
 
-def project_json(name, files, versions, algo):
-    """A project's PEP 691 page, with PEP 700's fields."""
+def project_json(name, files, versions, algo, status=None):
+    """A project's PEP 691 page, with PEP 700's fields and PEP 792's project-status."""
     entries = []
     for file in files:
         entry = {
@@ -113,15 +125,18 @@ def project_json(name, files, versions, algo):
         if file["requires_python"]:
             entry["requires-python"] = file["requires_python"]
         entries.append(entry)
-    return json.dumps({"meta": {"api-version": API_VERSION}, "name": name,
-                       "versions": versions, "files": entries}, separators=(",", ":"))
+    page = {"meta": {"api-version": API_VERSION}, "name": name, "versions": versions, "files": entries}
+    if status is not None:
+        page["project-status"] = {"status": status["status"], **({"reason": status["reason"]}
+                                                                 if status.get("reason") else {})}
+    return json.dumps(page, separators=(",", ":"))
 
 
 def index_html(names):
     """The root page: one link per project."""
     links = "".join(f'            <a href="{urllib.parse.quote(name)}/">{html.escape(name)}</a><br>\n'
                     for name in sorted(names))
-    return PAGE.format(version=API_VERSION, title="Simple Index", links=links)
+    return PAGE.format(version=API_VERSION, status="", title="Simple Index", links=links)
 
 
 def index_json(names):

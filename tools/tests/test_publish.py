@@ -131,3 +131,18 @@ def test_a_removal_needs_the_same_grant_as_an_upload_and_is_in_the_audit_trail(i
     events = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert [(event["event"], event["user"], event["status"]) for event in events] == [
         ("upload", "alice", 200), ("remove", "bob", 409), ("remove", "alice", 200)]
+
+
+@pytest.mark.parametrize("status,refused", [("archived", True), ("quarantined", True), ("deprecated", False)])
+def test_an_archived_or_quarantined_project_takes_no_upload(index, status, refused):
+    url, root, _, _ = index
+    (root / "acme-tool.status").write_text(json.dumps({"status": status, "reason": "moved to acme-tool2"}))
+
+    answer, body = upload(url, "alice", "acme_tool-2.0.tar.gz", b"late")
+
+    if refused:
+        assert answer == 409
+        assert f"acme-tool is {status} and takes no upload: moved to acme-tool2" in body
+    else:
+        assert answer == 200
+    assert (root / "acme_tool-2.0.tar.gz").exists() != refused

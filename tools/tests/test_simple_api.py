@@ -227,3 +227,55 @@ def test_an_sdist_that_is_not_an_archive_is_listed_without_requires_python(site)
     build(site)
 
     assert "requires-python" not in as_json(site, "holygrail")["files"][0]
+
+
+def set_status(site, project, status, reason=""):
+    (site["root"] / f"{project}.status").write_text(json.dumps({"status": status, "reason": reason}))
+
+
+@pytest.mark.parametrize("status", ["deprecated", "archived"])
+def test_a_project_status_is_in_the_html_meta_and_the_json_and_the_files_stay_listed(site, status):
+    add(site, SDIST, sdist("holygrail", "1.0"))
+    set_status(site, "HolyGrail", status, "Use <grail2>")
+    build(site)
+
+    assert f'<meta name="pypi:project-status" content="{status}">' in html(site, "holygrail")
+    assert '<meta name="pypi:project-status-reason" content="Use &lt;grail2&gt;">' in html(site, "holygrail")
+    assert as_json(site, "holygrail")["project-status"] == {"status": status, "reason": "Use <grail2>"}
+    assert f">{SDIST}</a>" in html(site, "holygrail")
+    assert [entry["filename"] for entry in as_json(site, "holygrail")["files"]] == [SDIST]
+
+
+def test_a_quarantined_project_lists_no_file_and_lifting_it_lists_them_again(site):
+    add(site, SDIST, sdist("holygrail", "1.0"))
+    pages = Pages(site["out"], site["state"], [site["root"]], "sha256", site["metadata"])
+    pages.build_all()
+    set_status(site, "holygrail", "quarantined")
+
+    assert pages.update({(site["root"], "holygrail.status")}) == {"written": 1, "removed": 0}
+    assert SDIST not in html(site, "holygrail")
+    assert as_json(site, "holygrail")["files"] == [] and as_json(site, "holygrail")["versions"] == []
+    assert as_json(site, "holygrail")["project-status"] == {"status": "quarantined"}
+    assert '<meta name="pypi:project-status" content="quarantined">' in html(site, "holygrail")
+
+    (site["root"] / "holygrail.status").unlink()
+    pages.update({(site["root"], "holygrail.status")})
+    assert f">{SDIST}</a>" in html(site, "holygrail") and "project-status" not in html(site, "holygrail")
+
+
+def test_a_status_for_a_name_with_no_file_here_makes_a_page_so_it_is_never_passed_through(site):
+    add(site, SDIST, sdist("holygrail", "1.0"))
+    pages = Pages(site["out"], site["state"], [site["root"]], "sha256", site["metadata"])
+    pages.build_all()
+    set_status(site, "evil-pkg", "quarantined", "Malware, see advisory 42")
+
+    pages.update({(site["root"], "evil-pkg.status")})
+    assert as_json(site, "evil-pkg") == {"meta": {"api-version": "1.1"}, "name": "evil-pkg", "versions": [],
+                                         "files": [], "project-status": {"status": "quarantined",
+                                                                         "reason": "Malware, see advisory 42"}}
+    assert "evil-pkg" in json.dumps(json.loads((site["out"] / "index.json").read_text()))
+    assert pages.build_all() == {"written": 0, "removed": 0}
+
+    (site["root"] / "evil-pkg.status").unlink()
+    assert pages.update({(site["root"], "evil-pkg.status")}) == {"written": 1, "removed": 1}
+    assert not (site["out"] / "evil-pkg").exists()

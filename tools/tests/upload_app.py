@@ -92,7 +92,7 @@ def index(tmp_path, rules, upstream):
     root, pages = tmp_path / "packages", tmp_path / "simple"
     root.mkdir()
     pages.mkdir()
-    rewrite(rules, 0, pages=str(pages), upstream={"url": upstream, "ca": None, "timeout": 2})
+    rewrite(rules, 0, roots=[str(root)], pages=str(pages), upstream={"url": upstream, "ca": None, "timeout": 2})
     config = Config.default_with_overrides(roots=[root], password_file=".", authenticate=[])
     config = use_publish_rights(use_pages(config, pages), rules, tmp_path / "audit.log")
     app = pypiserver.setup_routes_from_config(pypiserver.app_from_config(config), config)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from playbooks import output, run_playbook
 from pypi_client import (client_env, fresh_venv, http_response, make_package, page_text, pip, run,
                          twine_upload)
 
@@ -41,6 +42,7 @@ def upstream(tmp_path_factory):
              + make_package(root / "dep", "public_dep", "1.0", ["public-base"])
              + make_package(root / "shadowed", SHADOWED, "1.0")
              + make_package(root / "taken", TAKEN, "1.0")
+             + make_package(root / "quarantined", "public_quarantined", "1.0")
              # The attacker's: a private name with a higher version, and a reserved name.
              + make_package(root / "evil", PRIVATE, "99.0")
              + make_package(root / "reserved", "acme_secret", "1.0"))
@@ -194,3 +196,21 @@ def test_cache_is_bounded_by_the_cache_cleaner(server):
     assert cleaner.is_running and cleaner.is_enabled
     assert " -l 1M" in host.check_output("ps -o args= -C htcacheclean")
     assert host.check_output("find /var/cache/apache2/mod_cache_disk -type f | wc -l") != "0"
+
+
+def test_a_quarantined_public_name_is_answered_here_with_no_file_and_never_asked_upstream(server, upstream, tmp_path):
+    quarantine = {"pypi_index_release_project": "public-quarantined", "pypi_index_release_status": "quarantined",
+                  "pypi_index_release_status_reason": "Taken over upstream"}
+    result = run_playbook("project-status.yml", quarantine)
+    assert result.returncode == 0, output(result)
+
+    page = json.loads(page_text(f"{server.url}/simple/public-quarantined/", headers={"Accept": JSON_TYPE}) or "{}")
+    python = fresh_venv(tmp_path / "pip")
+    installed = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/", "public-quarantined")
+
+    assert page.get("project-status") == {"status": "quarantined", "reason": "Taken over upstream"}, page
+    assert page["files"] == []
+    assert installed.returncode != 0
+    assert "public-quarantined" not in upstream_requests(upstream)
+    lifted = run_playbook("project-status.yml", {**quarantine, "pypi_index_release_status": "active"})
+    assert lifted.returncode == 0, output(lifted)
