@@ -143,7 +143,7 @@ def test_the_audit_trail_names_each_token_event_and_never_a_token(server, alices
     assert {(event["user"], event["status"]) for event in by_token} == {("alice", 200), ("alice", 409)}, by_token
     assert all(event["client"] for event in by_token)
     issued = [event for event in events if event["event"] == "token-issue" and event["token"] == "alice-ci"]
-    assert issued and issued[0]["namespaces"] == ["acme"] and issued[0]["user"] == "alice"
+    assert issued and issued[0]["namespaces"] == ["acme"] and issued[0]["owner"] == "alice"
     assert [event for event in events if event["event"] == "token-revoke" and event["token"] == "alice-revoked"]
     refused = [event for event in events if event.get("token") == "alice-expired" and event["status"] == 403]
     assert refused and "expired on" in refused[0]["reason"]
