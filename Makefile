@@ -47,7 +47,7 @@ lint: setup
 	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
 	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml \
 	  playbooks/yank.yml playbooks/remove-release.yml playbooks/promote.yml playbooks/maintenance.yml \
-	  playbooks/add-replica.yml playbooks/tokens.yml playbooks/project-status.yml
+	  playbooks/add-replica.yml playbooks/tokens.yml playbooks/project-status.yml playbooks/audit.yml
 
 # The host tools' unit tests: seconds, no Docker. The replication tests run
 # rsync (Debian's), as the primary does. Then the vhost, rendered for each

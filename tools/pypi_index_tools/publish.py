@@ -178,6 +178,18 @@ class PublishRights(BackendProxy):
             raise
         self.audit.record(**event, status=200, sha256=hashing.sha256.hexdigest())
 
+    def exists(self, filename):
+        # pypiserver asks this of an upload only, before add_package, and
+        # refuses the upload itself when the file is there: the trail
+        # records that refusal too, with the answer pypiserver gives (400
+        # to twine, which expects it, else 409).
+        found = super().exists(filename)
+        if found:
+            status = 400 if "twine" in request.headers.get("User-Agent", "") else 409
+            self.audit.record(**self.event("upload", filename), status=status,
+                              reason=f"{filename} is already here (pypiserver refused it; nothing was overwritten)")
+        return found
+
     def remove_package(self, pkg):
         # pypiserver's remove_pkg action (POST /, as `twine` never sends but
         # a script may): the same grants as an upload.

@@ -2,8 +2,8 @@
 
 HTML (PEP 503, with PEP 592 yank, PEP 629 repository version, PEP 658/714
 metadata and requires-python) and JSON (PEP 691 with PEP 700's versions,
-size and upload-time, api-version 1.1); a project's PEP 792 status, when
-it has one, in both. Each page directory holds:
+size and upload-time); a project's PEP 792 status, when it has one, in
+both; api-version 1.4. Each page directory holds:
 
 - index.html, the HTML form, served as text/html;
 - index.v1html, a link to it served as application/vnd.pypi.simple.v1+html;
@@ -21,7 +21,11 @@ import json
 import os
 import urllib.parse
 
-API_VERSION = "1.1"
+# 1.4: the pages carry PEP 792's status (added in 1.4). What 1.2 (PEP 708's
+# tracks) and 1.3 (PEP 740's provenance) added is optional, so an index
+# without them is a 1.4 index (packaging.python.org, "Simple repository
+# API", "API Version History").
+API_VERSION = "1.4"
 HTML_TYPE = "text/html"
 V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"

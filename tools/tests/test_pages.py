@@ -60,7 +60,7 @@ def test_index_lists_normalized_project_names(site):
 <html lang="en">
     <head>
         <meta charset="utf-8">
-        <meta name="pypi:repository-version" content="1.1">
+        <meta name="pypi:repository-version" content="1.4">
         <title>Simple Index</title>
     </head>
     <body>
@@ -73,7 +73,7 @@ def test_index_lists_normalized_project_names(site):
     assert sorted(path.name for path in site["out"].iterdir()) == [
         "foo-bar", "index.html", "index.json", "index.json.gz", "index.v1html", "index.var", "other"]
     assert json.loads((site["out"] / "index.json").read_text()) == {
-        "meta": {"api-version": "1.1"}, "projects": [{"name": "foo-bar"}, {"name": "other"}]}
+        "meta": {"api-version": "1.4"}, "projects": [{"name": "foo-bar"}, {"name": "other"}]}
 
 
 def test_project_page_links_each_file_with_its_sha256_sorted_by_version(site, capsys):

@@ -146,3 +146,15 @@ def test_an_archived_or_quarantined_project_takes_no_upload(index, status, refus
     else:
         assert answer == 200
     assert (root / "acme_tool-2.0.tar.gz").exists() != refused
+
+
+def test_an_upload_pypiserver_refuses_itself_is_in_the_audit_trail_too(index, tmp_path):
+    url, root, _, _ = index
+    assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"first")[0] == 200
+
+    assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"second")[0] == 409
+
+    assert (root / "acme_tool-1.0.tar.gz").read_bytes() == b"first"
+    again = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
+    assert (again["event"], again["user"], again["status"]) == ("upload", "alice", 409)
+    assert "acme_tool-1.0.tar.gz is already here" in again["reason"]

@@ -56,7 +56,7 @@ def test_json_page_has_pep_691_and_700_fields(site):
     build(site)
 
     page = as_json(site, "holygrail")
-    assert page["meta"] == {"api-version": "1.1"}
+    assert page["meta"] == {"api-version": "1.4"}
     assert page["name"] == "holygrail"
     assert page["versions"] == ["0.9", "1.0"]
     assert [entry["filename"] for entry in page["files"]] == ["holygrail-0.9.tar.gz", WHEEL, SDIST]
@@ -83,7 +83,7 @@ def test_html_link_carries_requires_python_escaped_and_both_metadata_attributes(
     metadata_sha = hashlib.sha256(metadata("holygrail", "1.0", ">=3.7,<4")).hexdigest()
     assert (f'data-requires-python="&gt;=3.7,&lt;4" data-dist-info-metadata="sha256={metadata_sha}" '
             f'data-core-metadata="sha256={metadata_sha}">{WHEEL}</a>') in html(site, "holygrail")
-    assert '<meta name="pypi:repository-version" content="1.1">' in html(site, "holygrail")
+    assert '<meta name="pypi:repository-version" content="1.4">' in html(site, "holygrail")
 
 
 def test_the_metadata_served_is_byte_identical_to_the_wheels_own(site):
@@ -270,7 +270,7 @@ def test_a_status_for_a_name_with_no_file_here_makes_a_page_so_it_is_never_passe
     set_status(site, "evil-pkg", "quarantined", "Malware, see advisory 42")
 
     pages.update({(site["root"], "evil-pkg.status")})
-    assert as_json(site, "evil-pkg") == {"meta": {"api-version": "1.1"}, "name": "evil-pkg", "versions": [],
+    assert as_json(site, "evil-pkg") == {"meta": {"api-version": "1.4"}, "name": "evil-pkg", "versions": [],
                                          "files": [], "project-status": {"status": "quarantined",
                                                                          "reason": "Malware, see advisory 42"}}
     assert "evil-pkg" in json.dumps(json.loads((site["out"] / "index.json").read_text()))

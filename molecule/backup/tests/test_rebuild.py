@@ -1,7 +1,11 @@
-"""Lose the host, rebuild it from a backup: every package, user and the CA come back."""
+"""Lose the host, rebuild it from a backup: every package, user, upload token, the audit trail and the CA come
+back."""
 
+import datetime
 import hashlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -65,7 +69,19 @@ def upload_retrying(index, dist, deadline):
 
 
 @pytest.fixture(scope="module")
-def backup(old, backups, dists, late_dists):
+def token(old):
+    """An upload token issued on the old host before its backups."""
+    expires = (datetime.date.today() + datetime.timedelta(days=30)).isoformat()
+    result = run_playbook("tokens.yml", {"pypi_index_tokens_action": "issue", "pypi_index_tokens_name": "ci",
+                                         "pypi_index_tokens_user": USER["name"],
+                                         "pypi_index_tokens_projects": ["after-token-rebuild"],
+                                         "pypi_index_tokens_expires": expires}, limit=old.name)
+    assert result.returncode == 0, output(result)
+    return re.search(r"pidx-[A-Za-z0-9]{43}", result.stdout).group(0)
+
+
+@pytest.fixture(scope="module")
+def backup(old, backups, dists, late_dists, token):
     """Fill the old host, back it up three times (keeping two) while uploads go on."""
     upload(old, [f for f, _ in dists.values()])
 
@@ -167,3 +183,15 @@ def test_second_run_changes_nothing(new, backups, restored, tmp_path):
     again = rebuild(new, {"pypi_index_backup_restore": "latest", "pypi_index_backup_dir": str(backups)}, tmp_path)
     assert again.returncode == 0, output(again)
     assert changed_count(again) == 0, again.stdout
+
+
+def test_upload_tokens_and_the_audit_trail_come_back(new, restored, dists, token, tmp_path):
+    files = make_package(tmp_path, "after_token_rebuild", "1.0")
+    result = twine_upload(new.url, files, "__token__", token, cert=new.ca, reader=(USER["name"], USER["password"]))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    events = [json.loads(line) for line in new.host.check_output("cat /var/log/pypi-index/audit.log").splitlines()]
+    # The old host's uploads, then the new one's with the restored token.
+    assert {event["file"] for event in events if event["event"] == "upload" and event["status"] == 200} >= set(dists)
+    assert [event for event in events if event["event"] == "token-issue" and event["token"] == "ci"]
+    assert [event for event in events if event.get("token") == "ci" and event["status"] == 200]
