@@ -10,7 +10,10 @@ name exactly what pypiserver would; a file is read again (digest, metadata)
 only when its size or mtime changed. Each page is written in HTML and JSON
 with a type-map (render.py); each wheel's METADATA goes to the metadata
 directory for PEP 658. Each build logs how many pages it wrote and removed,
-and each file it skips, with the reason (files.py).
+and each file it skips, with the reason (files.py). With the publish rules
+(--rules), the pages carry PEP 752's namespaces: each project's in its JSON,
+and the namespace list and details under _namespaces/, which Apache serves
+at /simple/namespaces and /simple/namespace/<name>.
 """
 
 import argparse
@@ -53,6 +56,10 @@ YANKED = ".yanked"
 # page even for a name with no file here, so that a quarantined public name
 # is answered here and never passed through to the upstream.
 STATUS = ".status"
+# PEP 752's namespace list and details, JSON only, in this directory of the
+# pages: no project's page is ever called that (a PEP 503 name has no "_"),
+# and replication pushes it with the pages (it copies no hidden file).
+NAMESPACES = "_namespaces"
 # Renamed into the pages directory after each build of the watcher, for the
 # replication service (replicate.py) to push what the build wrote.
 BUILT = ".built"
@@ -90,6 +97,18 @@ def yanked(fn):
             return " ".join(handle.read().split())
     except FileNotFoundError:
         return None
+
+
+def covers(namespace, project):
+    """Whether a namespace covers a project (PEP 752): its own name, or the name and a hyphen before the rest."""
+    return project == namespace or project.startswith(namespace + "-")
+
+
+def namespaces_from(rules):
+    """The namespaces the publish rules file declares (normalized), none without one."""
+    if rules is None or not Path(rules).is_file():
+        return ()
+    return tuple(sorted(json.loads(Path(rules).read_text()).get("namespaces", {})))
 
 
 def statuses(roots):
@@ -154,8 +173,9 @@ def report(written, removed):
 class Pages:
     """The pages of some package roots, and the files they list, kept between builds."""
 
-    def __init__(self, out, state, roots, algo, metadata):
+    def __init__(self, out, state, roots, algo, metadata, namespaces=()):
         self.out, self.state, self.roots, self.algo = Path(out), Path(state), roots, algo
+        self.namespaces = tuple(namespaces)
         self.metadata = Path(metadata)
         try:
             previous = json.loads(self.state.read_text())
@@ -202,8 +222,12 @@ class Pages:
             shown.append({**facts, "path": package.relfn_unix, "yanked": yanked(package.fn)})
             if package.version not in versions:
                 versions.append(package.version)
+        # PEP 752: every namespace that covers the project; an upload by
+        # anyone its grant does not name is refused, so the project's owner
+        # always owns it.
+        covering = [{"name": namespace, "owned": True} for namespace in self.namespaces if covers(namespace, name)]
         return (render.project_html(name, shown, self.algo, status),
-                render.project_json(name, shown, versions, self.algo, status))
+                render.project_json(name, shown, versions, self.algo, status, covering or None))
 
     def write_project(self, name):
         return write_page(self.out / name, *self.project_pages(name, self.projects[name]))
@@ -220,13 +244,31 @@ class Pages:
             self.projects.setdefault(name, [])
         written = sum(self.write_project(name) for name in self.projects)
         written += self.write_index()
-        gone = [path for path in self.out.iterdir() if path.is_dir() and path.name not in self.projects]
+        self.write_namespaces()
+        gone = [path for path in self.out.iterdir()
+                if path.is_dir() and path.name != NAMESPACES and path.name not in self.projects]
         for path in gone:
             shutil.rmtree(path)
         self.prune_metadata()
         counts = report(written, len(gone))
         self.save()
         return counts
+
+    def write_namespaces(self):
+        """PEP 752's namespace list and one detail per namespace, in _namespaces/ (not counted as pages)."""
+        def parent(name):
+            """The longest other namespace that covers this one, or None."""
+            return max((other for other in self.namespaces if other != name and covers(other, name)),
+                       key=len, default=None)
+
+        directory = self.out / NAMESPACES
+        write(directory / "list.json", json.dumps([{"name": name} for name in self.namespaces]))
+        for name in self.namespaces:
+            children = [other for other in self.namespaces if parent(other) == name]
+            write(directory / f"{name}.json", json.dumps({"name": name, "parent": parent(name), "children": children}))
+        for path in directory.glob("*.json"):
+            if path.name != "list.json" and path.name[:-len(".json")] not in self.namespaces:
+                path.unlink()
 
     def prune_metadata(self):
         """Remove the metadata of files no longer listed (after the pages stopped naming them)."""
@@ -299,9 +341,9 @@ class Pages:
         write(self.state, json.dumps({"format": STATE_FORMAT, "algo": self.algo, "files": self.records}))
 
 
-def build_all(out, state, roots, algo, metadata):
+def build_all(out, state, roots, algo, metadata, namespaces=()):
     """One build of every page; the records already read are kept in the state file."""
-    return Pages(out, state, roots, algo, metadata).build_all()
+    return Pages(out, state, roots, algo, metadata, namespaces).build_all()
 
 
 def inotify(roots):
@@ -353,10 +395,11 @@ def mark_built(out):
     write(Path(out) / BUILT, f"{time.time_ns()}\n")
 
 
-def watch(out, state, roots, algo, metadata):
-    """Build, then rebuild what changed after every burst of changes in the roots."""
+def watch(out, state, roots, algo, metadata, namespaces=()):
+    """Build, then rebuild what changed after every burst of changes in the roots. A change of the namespaces
+    restarts the service (the pypi_index role)."""
     descriptor, watches = inotify(roots)
-    pages = Pages(out, state, roots, algo, metadata)
+    pages = Pages(out, state, roots, algo, metadata, namespaces)
     pages.build_all()
     mark_built(out)
     unsaved = False
@@ -385,10 +428,12 @@ def main():
     parser.add_argument("--metadata", type=Path, required=True,
                         help="directory the wheels' METADATA files go to (PEP 658)")
     parser.add_argument("--watch", action="store_true", help="build, then build again on every change")
+    parser.add_argument("--rules", type=Path, help="the publish rules (publish.py), for PEP 752's namespaces")
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
 
-    (watch if args.watch else build_all)(args.out, args.state, args.roots, args.hash_algo, args.metadata)
+    (watch if args.watch else build_all)(args.out, args.state, args.roots, args.hash_algo, args.metadata,
+                                         namespaces_from(args.rules))
 
 
 if __name__ == "__main__":

@@ -39,12 +39,7 @@ from pypiserver.bottle_wrapper import HTTPError, request
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
 from pypi_index_tools.audit import Audit, Hashing
-from pypi_index_tools.pages import STATUS, read_status
-
-
-def covers(namespace, project):
-    """Whether a namespace covers a project: its own name, or the name and a hyphen before the rest."""
-    return project == namespace or project.startswith(namespace + "-")
+from pypi_index_tools.pages import STATUS, covers, read_status
 
 
 def in_scope(token, project):

@@ -2,8 +2,8 @@
 
 HTML (PEP 503, with PEP 592 yank, PEP 629 repository version, PEP 658/714
 metadata and requires-python) and JSON (PEP 691 with PEP 700's versions,
-size and upload-time); a project's PEP 792 status, when it has one, in
-both; api-version 1.4. Each page directory holds:
+size and upload-time, PEP 752's namespaces); a project's PEP 792 status,
+when it has one, in both; api-version 1.5. Each page directory holds:
 
 - index.html, the HTML form, served as text/html;
 - index.v1html, a link to it served as application/vnd.pypi.simple.v1+html;
@@ -21,11 +21,13 @@ import json
 import os
 import urllib.parse
 
-# 1.4: the pages carry PEP 792's status (added in 1.4). What 1.2 (PEP 708's
-# tracks) and 1.3 (PEP 740's provenance) added is optional, so an index
-# without them is a 1.4 index (packaging.python.org, "Simple repository
-# API", "API Version History").
-API_VERSION = "1.4"
+# 1.5: PEP 752 (Accepted) moves the API from 1.4 to 1.5 for an index that
+# serves its namespaces, as these pages do, and forbids its keys to any
+# other. 1.4 added PEP 792's status, which the pages carry; what 1.2 (PEP
+# 708's tracks) and 1.3 (PEP 740's provenance) added is optional for an
+# index (packaging.python.org, "Simple repository API", "API Version
+# History").
+API_VERSION = "1.5"
 HTML_TYPE = "text/html"
 V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -112,8 +114,9 @@ def project_html(name, files, algo, status=None):
                        links=links)
 
 
-def project_json(name, files, versions, algo, status=None):
-    """A project's PEP 691 page, with PEP 700's fields and PEP 792's project-status."""
+def project_json(name, files, versions, algo, status=None, namespaces=None):
+    """A project's PEP 691 page, with PEP 700's fields, PEP 792's project-status and PEP 752's namespaces (null,
+    or every namespace that covers the project)."""
     entries = []
     for file in files:
         entry = {
@@ -129,7 +132,8 @@ def project_json(name, files, versions, algo, status=None):
         if file["requires_python"]:
             entry["requires-python"] = file["requires_python"]
         entries.append(entry)
-    page = {"meta": {"api-version": API_VERSION}, "name": name, "versions": versions, "files": entries}
+    page = {"meta": {"api-version": API_VERSION}, "name": name, "versions": versions, "files": entries,
+            "namespaces": namespaces}
     if status is not None:
         page["project-status"] = {"status": status["status"], **({"reason": status["reason"]}
                                                                  if status.get("reason") else {})}

@@ -60,7 +60,7 @@ def test_index_lists_normalized_project_names(site):
 <html lang="en">
     <head>
         <meta charset="utf-8">
-        <meta name="pypi:repository-version" content="1.4">
+        <meta name="pypi:repository-version" content="1.5">
         <title>Simple Index</title>
     </head>
     <body>
@@ -70,10 +70,10 @@ def test_index_lists_normalized_project_names(site):
     </body>
 </html>
 """
-    assert sorted(path.name for path in site["out"].iterdir()) == [
+    assert sorted(path.name for path in site["out"].iterdir()) == ["_namespaces",
         "foo-bar", "index.html", "index.json", "index.json.gz", "index.v1html", "index.var", "other"]
     assert json.loads((site["out"] / "index.json").read_text()) == {
-        "meta": {"api-version": "1.4"}, "projects": [{"name": "foo-bar"}, {"name": "other"}]}
+        "meta": {"api-version": "1.5"}, "projects": [{"name": "foo-bar"}, {"name": "other"}]}
 
 
 def test_project_page_links_each_file_with_its_sha256_sorted_by_version(site, capsys):
@@ -164,7 +164,8 @@ def test_the_state_is_one_json_file_beside_the_pages(site):
     }
     written = sorted(str(path.relative_to(site["out"])) for path in site["out"].rglob("*"))
     forms = ["index.html", "index.json", "index.json.gz", "index.v1html", "index.var"]
-    assert written == ["foo", *(f"foo/{form}" for form in forms), *forms]
+    # With PEP 752's namespace list (empty: the rules declare none).
+    assert written == ["_namespaces", "_namespaces/list.json", "foo", *(f"foo/{form}" for form in forms), *forms]
 
 
 def test_pages_are_world_readable_0644(site):

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from pypi_index_tools import files
-from pypi_index_tools.pages import Pages, build_all
+from pypi_index_tools.pages import Pages, build_all, namespaces_from
 from pypi_index_tools.render import TYPE_MAP
 
 from distributions import metadata, sdist, wheel
@@ -56,7 +56,7 @@ def test_json_page_has_pep_691_and_700_fields(site):
     build(site)
 
     page = as_json(site, "holygrail")
-    assert page["meta"] == {"api-version": "1.4"}
+    assert page["meta"] == {"api-version": "1.5"}
     assert page["name"] == "holygrail"
     assert page["versions"] == ["0.9", "1.0"]
     assert [entry["filename"] for entry in page["files"]] == ["holygrail-0.9.tar.gz", WHEEL, SDIST]
@@ -83,7 +83,7 @@ def test_html_link_carries_requires_python_escaped_and_both_metadata_attributes(
     metadata_sha = hashlib.sha256(metadata("holygrail", "1.0", ">=3.7,<4")).hexdigest()
     assert (f'data-requires-python="&gt;=3.7,&lt;4" data-dist-info-metadata="sha256={metadata_sha}" '
             f'data-core-metadata="sha256={metadata_sha}">{WHEEL}</a>') in html(site, "holygrail")
-    assert '<meta name="pypi:repository-version" content="1.4">' in html(site, "holygrail")
+    assert '<meta name="pypi:repository-version" content="1.5">' in html(site, "holygrail")
 
 
 def test_the_metadata_served_is_byte_identical_to_the_wheels_own(site):
@@ -270,12 +270,39 @@ def test_a_status_for_a_name_with_no_file_here_makes_a_page_so_it_is_never_passe
     set_status(site, "evil-pkg", "quarantined", "Malware, see advisory 42")
 
     pages.update({(site["root"], "evil-pkg.status")})
-    assert as_json(site, "evil-pkg") == {"meta": {"api-version": "1.4"}, "name": "evil-pkg", "versions": [],
-                                         "files": [], "project-status": {"status": "quarantined",
-                                                                         "reason": "Malware, see advisory 42"}}
+    assert as_json(site, "evil-pkg") == {"meta": {"api-version": "1.5"}, "name": "evil-pkg", "versions": [],
+                                         "files": [], "namespaces": None,
+                                         "project-status": {"status": "quarantined",
+                                                            "reason": "Malware, see advisory 42"}}
     assert "evil-pkg" in json.dumps(json.loads((site["out"] / "index.json").read_text()))
     assert pages.build_all() == {"written": 0, "removed": 0}
 
     (site["root"] / "evil-pkg.status").unlink()
     assert pages.update({(site["root"], "evil-pkg.status")}) == {"written": 1, "removed": 1}
     assert not (site["out"] / "evil-pkg").exists()
+
+
+def test_pep_752_namespaces_are_in_each_projects_json_and_listed_with_their_details(site, tmp_path):
+    rules = tmp_path / "publish.json"
+    rules.write_text(json.dumps({"namespaces": {"acme": ["alice"], "acme-labs": ["bob"], "acme-labs-ml": ["bob"],
+                                                "beta": ["carol"]}}))
+    add(site, "acme_labs_x-1.0.tar.gz", sdist("acme_labs_x", "1.0"))
+    add(site, SDIST, sdist("holygrail", "1.0"))
+    pages = Pages(site["out"], site["state"], [site["root"]], "sha256", site["metadata"], namespaces_from(rules))
+    pages.build_all()
+
+    assert as_json(site, "acme-labs-x")["namespaces"] == [{"name": "acme", "owned": True},
+                                                          {"name": "acme-labs", "owned": True}]
+    assert as_json(site, "holygrail")["namespaces"] is None
+    assert "namespace" not in html(site, "acme-labs-x")  # the HTML form is unchanged
+    listed = site["out"] / "_namespaces"
+    assert json.loads((listed / "list.json").read_text()) == [
+        {"name": "acme"}, {"name": "acme-labs"}, {"name": "acme-labs-ml"}, {"name": "beta"}]
+    assert json.loads((listed / "acme.json").read_text()) == {"name": "acme", "parent": None,
+                                                              "children": ["acme-labs"]}
+    assert json.loads((listed / "acme-labs.json").read_text()) == {"name": "acme-labs", "parent": "acme",
+                                                                   "children": ["acme-labs-ml"]}
+
+    Pages(site["out"], site["state"], [site["root"]], "sha256", site["metadata"], ("acme",)).build_all()
+    assert sorted(path.name for path in listed.iterdir()) == ["acme.json", "list.json"]
+    assert as_json(site, "acme-labs-x")["namespaces"] == [{"name": "acme", "owned": True}]

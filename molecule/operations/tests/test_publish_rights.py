@@ -88,3 +88,24 @@ def test_the_audit_trail_names_each_upload_its_user_client_and_answer_and_holds_
     assert len(stored) == 2 and all(len(event["sha256"]) == 64 for event in stored), events
     assert all(event["client"] for event in events)
     assert ALICE not in text and BOB not in text
+
+
+def test_pep_752_namespaces_are_served_in_json(converged, server, tmp_path):
+    """The project's namespaces in its JSON page, the namespace list and a namespace's details (API 1.5)."""
+    files = make_package(tmp_path, "acme_listed", "1.0")
+    assert twine_upload(server.url, files, "alice", ALICE).returncode == 0
+    auth = {"Authorization": basic_auth(("alice", ALICE))}
+
+    def json_at(path):
+        request = urllib.request.Request(f"{server.url}{path}",
+                                         headers={**auth, "Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.headers["Content-Type"] == "application/vnd.pypi.simple.v1+json", path
+            return json.loads(response.read())
+
+    project = json_at("/simple/acme-listed/")
+    assert project["meta"]["api-version"] == "1.5"
+    assert project["namespaces"] == [{"name": "acme", "owned": True}]
+    assert json_at("/simple/namespaces") == [{"name": "acme"}]
+    assert json_at("/simple/namespace/acme") == {"name": "acme", "parent": None, "children": []}
+    assert http_status(f"{server.url}/simple/namespace/nobody", headers=auth) == 404

@@ -94,7 +94,7 @@ def test_each_accept_gets_its_form_with_vary(server, published, accept, expected
     assert "accept" in headers["Vary"].lower()
     body = page_text(url, headers={"Accept": accept} if accept else {})
     if expected == JSON_TYPE:
-        assert json.loads(body)["meta"]["api-version"] == "1.4"
+        assert json.loads(body)["meta"]["api-version"] == "1.5"
     else:
         assert body.startswith("<!DOCTYPE html>")
 
