@@ -60,6 +60,10 @@ STATUS = ".status"
 # pages: no project's page is ever called that (a PEP 503 name has no "_"),
 # and replication pushes it with the pages (it copies no hidden file).
 NAMESPACES = "_namespaces"
+# An empty file here at each path (under /packages/) of a quarantined
+# project's file: Apache answers 404 for it and its metadata (PEP 792: a
+# quarantined project offers no file for download).
+QUARANTINED = "_quarantined"
 # Renamed into the pages directory after each build of the watcher, for the
 # replication service (replicate.py) to push what the build wrote.
 BUILT = ".built"
@@ -242,11 +246,12 @@ class Pages:
         self.statuses = statuses(self.roots)
         for name in self.statuses:
             self.projects.setdefault(name, [])
+        self.write_quarantined()
         written = sum(self.write_project(name) for name in self.projects)
         written += self.write_index()
         self.write_namespaces()
         gone = [path for path in self.out.iterdir()
-                if path.is_dir() and path.name != NAMESPACES and path.name not in self.projects]
+                if path.is_dir() and path.name not in (NAMESPACES, QUARANTINED) and path.name not in self.projects]
         for path in gone:
             shutil.rmtree(path)
         self.prune_metadata()
@@ -268,6 +273,18 @@ class Pages:
             write(directory / f"{name}.json", json.dumps({"name": name, "parent": parent(name), "children": children}))
         for path in directory.glob("*.json"):
             if path.name != "list.json" and path.name[:-len(".json")] not in self.namespaces:
+                path.unlink()
+
+    def write_quarantined(self):
+        """A mark for each file of a quarantined project, in QUARANTINED (written before its page drops it);
+        the marks of files no longer quarantined are removed."""
+        directory = self.out / QUARANTINED
+        wanted = {known[0].relfn_unix for name, status in self.statuses.items() if status["status"] == "quarantined"
+                  for known in self.projects.get(name, [])}
+        for relative in wanted:
+            write(directory / relative, "")
+        for path in (directory.rglob("*") if directory.is_dir() else ()):
+            if path.is_file() and path.relative_to(directory).as_posix() not in wanted:
                 path.unlink()
 
     def prune_metadata(self):
@@ -316,6 +333,7 @@ class Pages:
                 self.projects[project] = entries
                 touched.add(project)
         gone = {project for project in touched if not self.projects[project] and project not in self.statuses}
+        self.write_quarantined()
         written = sum(self.write_project(project) for project in touched - gone)
         for project in gone:
             del self.projects[project]

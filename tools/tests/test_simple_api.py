@@ -254,6 +254,8 @@ def test_a_quarantined_project_lists_no_file_and_lifting_it_lists_them_again(sit
 
     assert pages.update({(site["root"], "holygrail.status")}) == {"written": 1, "removed": 0}
     assert SDIST not in html(site, "holygrail")
+    # Apache refuses the file itself by this mark (the vhost's quarantine partial).
+    assert (site["out"] / "_quarantined" / SDIST).is_file()
     assert as_json(site, "holygrail")["files"] == [] and as_json(site, "holygrail")["versions"] == []
     assert as_json(site, "holygrail")["project-status"] == {"status": "quarantined"}
     assert '<meta name="pypi:project-status" content="quarantined">' in html(site, "holygrail")
@@ -261,6 +263,7 @@ def test_a_quarantined_project_lists_no_file_and_lifting_it_lists_them_again(sit
     (site["root"] / "holygrail.status").unlink()
     pages.update({(site["root"], "holygrail.status")})
     assert f">{SDIST}</a>" in html(site, "holygrail") and "project-status" not in html(site, "holygrail")
+    assert list((site["out"] / "_quarantined").iterdir()) == []
 
 
 def test_a_status_for_a_name_with_no_file_here_makes_a_page_so_it_is_never_passed_through(site):

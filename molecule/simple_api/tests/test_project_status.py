@@ -1,12 +1,13 @@
 """A project's status (PEP 792), set by playbooks/project-status.yml: the HTML <meta> and the JSON project-status
-agree; quarantine hides every file from pip and uv, and active brings them back; archive refuses an upload; a status
+agree; quarantine hides every file from pip and uv, and answers 404 for its URL, and active brings them back; archive refuses an upload; a status
 other than quarantine on a name the index does not hold fails before any change; the audit trail records each."""
 
 import json
 import time
 
 from playbooks import changed_count, output, run_playbook
-from pypi_client import client_env, fresh_venv, make_package, page_text, pip, run, twine_upload, wait_for
+from pypi_client import (client_env, fresh_venv, http_status, make_package, page_text, pip, run, twine_upload,
+                         wait_for)
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 AUDIT_LOG = "/var/log/pypi-index/audit.log"
@@ -55,6 +56,8 @@ def test_status_agrees_in_html_and_json_quarantine_hides_the_files_and_archive_r
     assert set_status("quarantined", "Malware, advisory 42").returncode == 0
     assert wait_for(lambda: shows(server, "quarantined"))
     assert forms(server)[1]["files"] == [] and files[0].name not in forms(server)[0]
+    # Nor is any file offered by its URL, which a lock file may hold.
+    assert all(http_status(f"{server.url}/packages/{path.name}") == 404 for path in files)
     for client in ("pip", "uv"):
         result = installs(server, tmp_path, client)
         assert result.returncode != 0, (client, result.stdout + result.stderr)
@@ -69,6 +72,7 @@ def test_status_agrees_in_html_and_json_quarantine_hides_the_files_and_archive_r
     assert set_status("active").returncode == 0
     assert wait_for(lambda: "project-status" not in forms(server)[1] and "project-status" not in forms(server)[0])
     assert installs(server, tmp_path / "again", "pip").returncode == 0
+    assert all(http_status(f"{server.url}/packages/{path.name}") == 200 for path in files)
 
     events = [json.loads(line) for line in server.host.check_output("cat %s", AUDIT_LOG).splitlines()]
     assert [(event["status"], event["reason"]) for event in events
