@@ -157,21 +157,28 @@ class PublishRights(BackendProxy):
         event = self.event("upload", filename)
         hashing = Hashing(fh)
         try:
-            guessed = guess_pkgname_and_version(filename)
-            # pypiserver refused a file name it cannot read before.
-            if guessed:
-                self.check_grant(guessed[0], f"{filename} was not stored")
-                closed = self.rules.current().status_refusal(guessed[0])
-                if closed:
-                    raise HTTPError(409, f"{filename} was not stored: {closed}.")
-                first = self.rules.current().first_upload_refusal(guessed[0])
-                if first:
-                    raise HTTPError(first[0], f"{filename} was not stored: {first[1]}.")
+            self.check_upload(filename)
             super().add_package(filename, hashing)
         except HTTPError as error:
             self.audit.record(**event, status=error.status_code, reason=error.body)
             raise
         self.audit.record(**event, status=200, sha256=hashing.sha256.hexdigest())
+
+    def check_upload(self, filename):
+        """Raise the refusal of this upload, if any: no grant, its project's status, or a first upload's
+        check. pypiserver refused a file name it cannot read before."""
+        guessed = guess_pkgname_and_version(filename)
+        if not guessed:
+            return
+        not_stored = f"{filename} was not stored"
+        self.check_grant(guessed[0], not_stored)
+        rules = self.rules.current()
+        closed = rules.status_refusal(guessed[0])
+        if closed:
+            raise HTTPError(409, f"{not_stored}: {closed}.")
+        first = rules.first_upload_refusal(guessed[0])
+        if first:
+            raise HTTPError(first[0], f"{not_stored}: {first[1]}.")
 
     def exists(self, filename):
         # pypiserver asks this of an upload only, before add_package, and
