@@ -51,13 +51,14 @@ lint: setup
 
 # The host tools' unit tests: seconds, no Docker. The replication tests run
 # rsync (Debian's), as the primary does. Then the vhost, rendered for each
-# test inventory on this machine, against tests/vhost/expected/.
-unit: setup /usr/bin/rsync
+# test inventory on this machine, against tests/vhost/expected/, and the
+# pass-through's page filter, run by Debian's jq as Apache runs it.
+unit: setup /usr/bin/rsync /usr/bin/jq
 	cd tools && python -m pytest -q
 	python -m pytest -q -p no:cacheprovider tests
 
-/usr/bin/rsync:
-	apt-get update -qq && apt-get install -y -qq --no-install-recommends rsync
+/usr/bin/rsync /usr/bin/jq:
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(notdir $@)
 
 # The roles' variable tables, from their argument specs.
 docs: setup

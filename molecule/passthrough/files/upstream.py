@@ -3,6 +3,9 @@
 /simple/<name>/ lists the files of FILES_DIR whose project normalizes to
 <name>, as PEP 691 JSON when the Accept header names it and as HTML
 otherwise, with absolute links to /files/ on this host and their sha256.
+The JSON gives each file's size and, as PEP 700's upload-time, its mtime,
+which the tests set (a file whose mtime is 0 has none, as on an upstream
+without PEP 700), and the project's versions.
 Like the index reached from the test machine, it sends no Vary header, so a
 cache in front must keep the two forms apart by itself, and it ignores a
 query string (PEP 691's ?format= is optional). Every request path is
@@ -14,6 +17,7 @@ import hashlib
 import html
 import http.server
 import json
+import time
 import re
 import sys
 import urllib.parse
@@ -29,13 +33,22 @@ def normalized(name):
 
 
 def project_files(name):
-    """(file name, sha256) of each file of the project, by version order of the names."""
-    found = []
-    for path in sorted(FILES_DIR.iterdir()):
-        project = re.split(r"-\d", path.name, maxsplit=1)[0]
-        if normalized(project) == name:
-            found.append((path.name, hashlib.sha256(path.read_bytes()).hexdigest()))
-    return found
+    """The project's files, by version order of their names."""
+    return [path for path in sorted(FILES_DIR.iterdir())
+            if normalized(re.split(r"-\d", path.name, maxsplit=1)[0]) == name]
+
+
+def sha256_of(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def json_file(path):
+    """A file's entry in the JSON form."""
+    entry = {"filename": path.name, "url": BASE + path.name,
+             "hashes": {"sha256": sha256_of(path)}, "size": path.stat().st_size}
+    if path.stat().st_mtime:
+        entry["upload-time"] = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(path.stat().st_mtime))
+    return entry
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -52,12 +65,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if not files:
             return self.answer(404, "text/plain", b"not found\n")
         if JSON_TYPE in self.headers.get("Accept", ""):
-            body = {"meta": {"api-version": "1.0"}, "name": match.group(1),
-                    "files": [{"filename": name, "url": BASE + name, "hashes": {"sha256": digest}}
-                              for name, digest in files]}
+            versions = sorted({re.match(r"[^-]+-([^-]+?)(?:-.*|\.tar\.gz)$", path.name).group(1) for path in files})
+            body = {"meta": {"api-version": "1.1"}, "name": match.group(1), "versions": versions,
+                    "files": [json_file(path) for path in files]}
             return self.answer(200, JSON_TYPE, json.dumps(body).encode())
-        links = "".join(f'<a href="{BASE}{html.escape(name)}#sha256={digest}">{html.escape(name)}</a><br>\n'
-                        for name, digest in files)
+        links = "".join(f'<a href="{BASE}{html.escape(path.name)}#sha256={sha256_of(path)}">{html.escape(path.name)}</a><br>\n'
+                        for path in files)
         return self.answer(200, "text/html", f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n".encode())
 
     def answer(self, status, content_type, body):

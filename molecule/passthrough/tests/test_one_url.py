@@ -6,8 +6,7 @@ The index holds corp-app 1.x, which depends on a public package.
 """
 
 import json
-import os
-import subprocess
+import re
 import time
 from pathlib import Path
 
@@ -16,9 +15,8 @@ import yaml
 from playbooks import output, run_playbook
 from pypi_client import (client_env, fresh_venv, http_response, make_package, page_text, pip, run,
                          twine_upload)
+from stand_in import publish_upstream, upstream_requests
 
-UPSTREAM = "pypi-upstream"
-UPSTREAM_LOG = "/var/log/upstream-requests.log"
 PRIVATE = "corp_app"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 # New versions each session, so that `molecule verify` can run again.
@@ -33,23 +31,19 @@ UPSTREAM_TIMEOUT = SETTINGS["pypi_index_upstream_timeout"]
 
 
 @pytest.fixture(scope="session")
-def upstream(tmp_path_factory):
-    """Fill the stand-in upstream; returns its testinfra host."""
-    import testinfra
-
+def upstream(upstream_host, tmp_path_factory):
+    """Fill the stand-in upstream, every file older than the cooldown; returns its testinfra host."""
     root = tmp_path_factory.mktemp("upstream")
-    files = (make_package(root / "base", "public_base", "1.0")
-             + make_package(root / "dep", "public_dep", "1.0", ["public-base"])
-             + make_package(root / "shadowed", SHADOWED, "1.0")
-             + make_package(root / "taken", TAKEN, "1.0")
-             + make_package(root / "quarantined", "public_quarantined", "1.0")
-             # The attacker's: a private name with a higher version, and a reserved name.
-             + make_package(root / "evil", PRIVATE, "99.0")
-             + make_package(root / "reserved", "acme_secret", "1.0"))
-    for path in files:
-        subprocess.run(["docker", "cp", str(path), f"{UPSTREAM}:/srv/upstream/files/{path.name}"],
-                       check=True, capture_output=True)
-    return testinfra.get_host(f"ansible://{UPSTREAM}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+    publish_upstream(upstream_host,
+                     make_package(root / "base", "public_base", "1.0")
+                     + make_package(root / "dep", "public_dep", "1.0", ["public-base"])
+                     + make_package(root / "shadowed", SHADOWED, "1.0")
+                     + make_package(root / "taken", TAKEN, "1.0")
+                     + make_package(root / "quarantined", "public_quarantined", "1.0")
+                     # The attacker's: a private name with a higher version, and a reserved name.
+                     + make_package(root / "evil", PRIVATE, "99.0")
+                     + make_package(root / "reserved", "acme_secret", "1.0"))
+    return upstream_host
 
 
 @pytest.fixture(scope="session")
@@ -59,10 +53,6 @@ def private_app(server, uploader, upstream, tmp_path_factory):
     result = twine_upload(server.url, files, uploader["name"], uploader["password"])
     assert result.returncode == 0, result.stdout + result.stderr
     return files
-
-
-def upstream_requests(upstream):
-    return upstream.file(UPSTREAM_LOG).content_string if upstream.file(UPSTREAM_LOG).exists else ""
 
 
 def installed_versions(python):
@@ -132,12 +122,13 @@ def test_every_answer_names_accept_in_vary_from_upstream_or_from_the_cache(serve
 def test_upstream_pages_come_in_the_form_asked_with_links_through_the_index(server, upstream):
     json_page = page_text(f"{server.url}/simple/public-dep/", headers={"Accept": JSON_TYPE})
     urls = [entry["url"] for entry in json.loads(json_page)["files"]]
-    assert urls and all(url.startswith("/upstream-files/public_dep-1.0") for url in urls), urls
+    # /upstream-files/<when it became old enough>/<its path upstream>
+    assert urls and all(re.match(r"/upstream-files/[0-9]{14}/public_dep-1\.0", url) for url in urls), urls
 
     _, html_headers = http_response(f"{server.url}/simple/public-dep/")
     assert html_headers["Content-Type"].startswith("text/html")
     html_page = page_text(f"{server.url}/simple/public-dep/")
-    assert 'href="/upstream-files/public_dep-1.0-py3-none-any.whl#sha256=' in html_page, html_page
+    assert re.search(r'href="/upstream-files/[0-9]{14}/public_dep-1\.0-py3-none-any\.whl#sha256=', html_page), html_page
 
 
 def test_a_first_upload_of_a_name_the_upstream_has_gets_409_and_clients_still_get_the_public_one(

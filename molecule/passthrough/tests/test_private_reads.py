@@ -6,32 +6,22 @@ A module of its own, after test_one_url (file order): it turns read
 passwords on for the rest of the run.
 """
 
-import os
-import subprocess
 import time
 
 import pytest
 from playbooks import output, run_playbook
 from pypi_client import basic_auth, http_response, make_package, page_text
+from stand_in import UPSTREAM_LOG, publish_upstream
 
 READER = ("ci-runner", "ci-runner-token-0123456789abcdefghijklmn")
-UPSTREAM_LOG = "/var/log/upstream-requests.log"
 NAME = f"public_private_reads_{int(time.time())}"
-
-
-@pytest.fixture(scope="module")
-def upstream_host():
-    import testinfra
-    return testinfra.get_host(f"ansible://pypi-upstream?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
 
 
 @pytest.fixture(scope="module")
 def private_reads(server, uploader, upstream_host, tmp_path_factory):
     """A public project only the upstream has, and reads behind a password."""
     upstream_host.run(f"rm -f {UPSTREAM_LOG}")
-    for path in make_package(tmp_path_factory.mktemp("public"), NAME, "1.0"):
-        subprocess.run(["docker", "cp", str(path), f"pypi-upstream:/srv/upstream/files/{path.name}"],
-                       check=True, capture_output=True)
+    publish_upstream(upstream_host, make_package(tmp_path_factory.mktemp("public"), NAME, "1.0"))
     result = run_playbook("site.yml", {
         "pypi_index_upload_users": [{"name": uploader["name"], "password": uploader["password"]}],
         "pypi_index_read_users": [{"name": READER[0], "password": READER[1]}],

@@ -1,0 +1,29 @@
+"""The stand-in upstream (pypi-upstream): its files and its request log."""
+
+import os
+import subprocess
+
+UPSTREAM = "pypi-upstream"
+UPSTREAM_LOG = "/var/log/upstream-requests.log"
+# Older than the cooldown of host_vars: listed at once.
+PUBLISHED_LONG_AGO = "30 days ago"
+
+
+def upstream_testinfra_host():
+    import testinfra
+    return testinfra.get_host(f"ansible://{UPSTREAM}?ansible_inventory={os.environ['MOLECULE_INVENTORY_FILE']}")
+
+
+def publish_upstream(host, paths, uploaded=PUBLISHED_LONG_AGO):
+    """Put files on the stand-in upstream, uploaded when `touch -d` says (its JSON's upload-time), or with no
+    upload-time when uploaded is None."""
+    for path in paths:
+        subprocess.run(["docker", "cp", str(path), f"{UPSTREAM}:/srv/upstream/files/{path.name}"],
+                       check=True, capture_output=True)
+    stamp = "@0" if uploaded is None else uploaded
+    names = " ".join(f"/srv/upstream/files/{path.name}" for path in paths)
+    host.run_expect([0], f"touch -d '{stamp}' {names}")
+
+
+def upstream_requests(host):
+    return host.file(UPSTREAM_LOG).content_string if host.file(UPSTREAM_LOG).exists else ""
