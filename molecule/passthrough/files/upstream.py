@@ -8,9 +8,10 @@ which the tests set (a file whose mtime is 0 has none, as on an upstream
 without PEP 700), and the project's versions.
 Like the index reached from the test machine, it sends no Vary header, so a
 cache in front must keep the two forms apart by itself, and it ignores a
-query string (PEP 691's ?format= is optional). Every request path is
-appended to LOG_FILE (and whether it carried an Authorization header), so
-that the tests can tell what was asked.
+query string (PEP 691's ?format= is optional). Like PyPI, it sends an ETag,
+and answers 304 to a request that names it in If-None-Match. Every request
+path is appended to LOG_FILE (and whether it carried an Authorization
+header), so that the tests can tell what was asked.
 """
 
 import hashlib
@@ -74,7 +75,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return self.answer(200, "text/html", f"<!DOCTYPE html>\n<html><body>\n{links}</body></html>\n".encode())
 
     def answer(self, status, content_type, body):
+        etag = f'"{hashlib.sha256(body).hexdigest()}"'
+        if status == 200 and self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
         self.send_response(status)
+        self.send_header("ETag", etag)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

@@ -2,22 +2,29 @@
 
 The stand-in upstream has public-cool 1.0, 2.0 and 3.0, uploaded 30 days, 2
 days and 1 hour ago (upload-times set by the test), and public-untimed, whose
-page gives no upload-time. host_vars keep Ansible's default cooldown, 7 days.
+page gives no upload-time. host_vars keep the role's default cooldown, 7 days.
 """
 
 import datetime
 import json
 import re
+import time
+from pathlib import Path
 
 import pytest
+import yaml
 from playbooks import output, run_playbook
-from pypi_client import client_env, fresh_venv, http_response, make_package, page_text, pip, run
+from pypi_client import client_env, fresh_venv, http_response, make_package, page_text, pip, run, wait_for
 from stand_in import publish_upstream
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 COOL = "public_cool"
 UNTIMED = "public_untimed"
+# Uploaded just under the cooldown ago: old enough a few seconds into its test.
+RIPENING = "public_ripening"
 UPLOADED = {"1.0": "30 days ago", "2.0": "2 days ago", "3.0": "1 hour ago"}
+PAGE_TTL = yaml.safe_load((Path(__file__).parents[1] / "host_vars" / "pypi-index-pt-debian12.yml").read_text())[
+    "pypi_index_upstream_page_ttl"]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +117,18 @@ def test_a_file_without_upload_time_is_refused_by_default(server, cool, tmp_path
     result = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/", "public-untimed")
     assert json_page(server, UNTIMED)["files"] == []
     assert result.returncode != 0 and installed(python, UNTIMED) is None
+
+
+def test_a_file_that_becomes_old_enough_while_its_page_is_cached_is_listed_within_the_page_ttl(
+        server, upstream_host, tmp_path):
+    """The upstream's page does not change (its ETag neither): a revalidated page would keep the file hidden."""
+    ripe_in = 8
+    publish_upstream(upstream_host, make_package(tmp_path, RIPENING, "1.0"),
+                     f"@{int(time.time()) - 7 * 86400 + ripe_in}")
+    assert json_page(server, RIPENING)["files"] == []
+    listed = wait_for(lambda: json_page(server, RIPENING)["files"], ripe_in + PAGE_TTL + 10)
+    assert listed, f"not listed within {ripe_in + PAGE_TTL + 10} s"
+    assert http_response(f"{server.url}{wheel_url({'files': listed})}")[0] == 200
 
 
 def test_exceptions_and_a_quarantined_cached_version_hold_at_once(server, cool, upstream_host, tmp_path):
