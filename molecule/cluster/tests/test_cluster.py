@@ -37,6 +37,9 @@ PACKAGES = role_default("pypi_index_package_roots")[0]
 PAGES = role_default("pypi_index_pages_dir")
 # The scenario's host_vars: a replica that was down is caught up within this.
 REPAIR_SECONDS = 10
+# pypi_index_replication_max_lag's default, three repair periods: a replica
+# cut off from the primary leaves the pool this long after its last pass.
+MAX_LAG = 3 * REPAIR_SECONDS
 LOAD_REQUESTS = 2000
 # Every package uploaded so far: none may be missing after the primary is lost.
 UPLOADED = []
@@ -310,6 +313,42 @@ def test_maintenance_drains_a_node_and_puts_it_back_without_a_failed_request(rea
         finish(load)
 
     print(f"\nmaintenance: {load.done} reads, {len(load.failures)} failed")
+    assert load.done >= LOAD_REQUESTS and load.failures == []
+
+
+def test_a_replica_cut_off_from_the_primary_leaves_the_pool_within_its_lag_limit_and_returns(reads, workdir):
+    """The primary's key no longer opens the replica (its SSH connection gone too), while the balancer still
+    reaches it: it leaves the pool by itself, no read returns a page older than the limit, and it returns once a
+    pass reaches it again."""
+    home = host(REPLICA1).check_output("getent passwd pypi-replica | cut -d: -f6")
+    addresses = host(REPLICA1).check_output("hostname -I").split()
+    keys = f"{home}/.ssh/authorized_keys"
+    with reads() as load:
+        host(REPLICA1).run_expect([0], f"mv {keys} {keys}.cut")
+        host(PRIMARY).run("pkill -f pypi-index-ssh")
+        cut = time.time()
+        missed = upload(workdir, "cutoff", "1.0")
+        state, seen = wait_state(REPLICA1, "DOWN", seconds=MAX_LAG + 30)
+        # Out of the pool: every read through the balancer lists what the replica missed.
+        project = f"{URL}/simple/cutoff/"
+        fresh = [missed[-1].name in page_text(project, cafile=str(CA)) for _ in range(20)]
+        log = host(PRIMARY).check_output("journalctl -u pypi-index-replicate.service --since=-3min -o cat")
+        host(REPLICA1).run_expect([0], f"mv {keys}.cut {keys}")
+        restored = time.time()
+        back, back_at = wait_state(REPLICA1, "UP", seconds=REPAIR_SECONDS + 30)
+        caught_up = all(listed_inside(REPLICA1, path.name) for path in missed)
+        finish(load)
+
+    print(f"\ncut-off replica: out after {seen - cut:.1f} s (limit {MAX_LAG} s), back {back_at - restored:.1f} s"
+          f" after its key; {load.done} reads, {len(load.failures)} failed")
+    # Its last pass began at most a repair period before the cut.
+    assert state.startswith("DOWN") and MAX_LAG - REPAIR_SECONDS - 1 <= seen - cut <= MAX_LAG + 15, (state, seen - cut)
+    assert all(fresh), fresh
+    # The primary's log names the replica (as the inventory reaches it) and why its passes fail.
+    failed = [line for line in log.splitlines() if '"ok": false' in line
+              and any(f'"replica": "{name}"' in line for name in (REPLICA1, *addresses))]
+    assert failed and "Permission denied" in failed[-1], log
+    assert back.startswith("UP") and back_at - restored <= REPAIR_SECONDS + 15 and caught_up
     assert load.done >= LOAD_REQUESTS and load.failures == []
 
 
