@@ -1,10 +1,15 @@
-"""The stand-in upstream (pypi-upstream): its files and its request log."""
+"""The stand-in upstream (pypi-upstream): its files and its request log; the index host's settings."""
 
 import os
 import subprocess
+from pathlib import Path
+
+import yaml
 
 UPSTREAM = "pypi-upstream"
 UPSTREAM_LOG = "/var/log/upstream-requests.log"
+# The index host's settings, as the scenario gives them.
+HOST_VARS = yaml.safe_load((Path(__file__).parents[1] / "host_vars" / "pypi-index-pt-debian12.yml").read_text())
 # Older than the cooldown of host_vars: listed at once.
 PUBLISHED_LONG_AGO = "30 days ago"
 

@@ -9,13 +9,11 @@ import datetime
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from playbooks import output, run_playbook
 from pypi_client import client_env, fresh_venv, http_response, make_package, page_text, pip, run, wait_for
-from stand_in import publish_upstream
+from stand_in import HOST_VARS, publish_upstream
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 COOL = "public_cool"
@@ -23,18 +21,16 @@ UNTIMED = "public_untimed"
 # Uploaded just under the cooldown ago: old enough a few seconds into its test.
 RIPENING = "public_ripening"
 UPLOADED = {"1.0": "30 days ago", "2.0": "2 days ago", "3.0": "1 hour ago"}
-PAGE_TTL = yaml.safe_load((Path(__file__).parents[1] / "host_vars" / "pypi-index-pt-debian12.yml").read_text())[
-    "pypi_index_upstream_page_ttl"]
+PAGE_TTL = HOST_VARS["pypi_index_upstream_page_ttl"]
 
 
 @pytest.fixture(scope="module")
 def cool(upstream_host, tmp_path_factory):
-    """public-cool's three versions and public-untimed on the stand-in upstream; the URL of public-cool's page."""
+    """public-cool's three versions and public-untimed on the stand-in upstream."""
     root = tmp_path_factory.mktemp("cool")
     for version, uploaded in UPLOADED.items():
         publish_upstream(upstream_host, make_package(root / version, COOL, version), uploaded)
     publish_upstream(upstream_host, make_package(root / "untimed", UNTIMED, "1.0"), uploaded=None)
-    return page_url(COOL)
 
 
 def page_url(name):

@@ -8,14 +8,12 @@ The index holds corp-app 1.x, which depends on a public package.
 import json
 import re
 import time
-from pathlib import Path
 
 import pytest
-import yaml
 from playbooks import output, run_playbook
 from pypi_client import (client_env, fresh_venv, http_response, make_package, page_text, pip, run, twine_upload,
                          wait_for)
-from stand_in import publish_upstream, upstream_requests
+from stand_in import HOST_VARS, publish_upstream, upstream_requests
 
 PRIVATE = "corp_app"
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
@@ -25,9 +23,8 @@ PRIVATE_VERSION = f"1.{int(time.time())}"
 SHADOWED = "public_shadow"
 # The upstream has it and no grant claims it: an upload of it is refused.
 TAKEN = "public_taken"
-SETTINGS = yaml.safe_load((Path(__file__).parents[1] / "host_vars" / "pypi-index-pt-debian12.yml").read_text())
-PAGE_TTL = SETTINGS["pypi_index_upstream_page_ttl"]
-UPSTREAM_TIMEOUT = SETTINGS["pypi_index_upstream_timeout"]
+PAGE_TTL = HOST_VARS["pypi_index_upstream_page_ttl"]
+UPSTREAM_TIMEOUT = HOST_VARS["pypi_index_upstream_timeout"]
 
 
 @pytest.fixture(scope="session")

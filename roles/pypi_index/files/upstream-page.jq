@@ -65,14 +65,13 @@ def as_html:
 | [.files[]
    | (.filename | version_of) as $version
    | (if .["upload-time"] then (.["upload-time"] | epoch_of) + $r.min_age else null end) as $eligible
+   | ([$excepted[] | select(. == "*" or . == $version)] | length > 0) as $is_excepted
    | . + {_version: $version,
           _listed: ((($quarantined | index($version)) == null)
                     and (.url | type) == "string" and (.url | startswith($r.files_base))
-                    and (($excepted | index("*")) != null or ($excepted | index($version)) != null
-                         or ($eligible == null and $r.untimed == "pass")
+                    and ($is_excepted or ($eligible == null and $r.untimed == "pass")
                          or ($eligible != null and $eligible <= $now))),
-          _stamp: (if ($excepted | index("*")) != null or ($excepted | index($version)) != null or $eligible == null
-                   then 0 else $eligible end)}] as $files
+          _stamp: (if $is_excepted or $eligible == null then 0 else $eligible end)}] as $files
 | ([$files[] | select(._listed) | ._version] | unique) as $kept
 | ([$files[] | select(._listed | not) | ._version] | unique - $kept) as $hidden
 | .files = [$files[] | select(._listed)
