@@ -44,14 +44,15 @@ def molecule_inventory(scenario: pathlib.Path, into: pathlib.Path) -> pathlib.Pa
     return into
 
 
-def host_facts(index: int) -> dict:
-    """The index-th host's facts: Debian, two cores, one fixed address."""
+def host_facts(index: int, floating: str = "") -> dict:
+    """The index-th host's facts: Debian, two cores, one fixed address, and the floating address of its
+    inventory (pypi_keepalived_address) as the balancer that holds it would have it, which no node may trust."""
     address = f"192.0.2.{index + 10}"
     return {
         "os_family": "Debian",
         "processor_vcpus": 2,
         "default_ipv4": {"address": address},
-        "all_ipv4_addresses": [address],
+        "all_ipv4_addresses": [address] + ([floating.split("/")[0]] if floating else []),
     }
 
 
@@ -70,7 +71,10 @@ def test_vhost_renders_as_expected(name, source, tmp_path):
     listed = json.loads(ansible(["ansible-inventory", "-i", str(inventory), "--list"], env))
     facts = tmp_path / "facts.json"
     hosts = sorted({host for name, group in listed.items() if name != "_meta" for host in group.get("hosts", [])})
-    facts.write_text(json.dumps({"render_facts": {host: host_facts(index) for index, host in enumerate(hosts)}}))
+    hostvars = listed["_meta"]["hostvars"]
+    facts.write_text(json.dumps({"render_facts": {
+        host: host_facts(index, hostvars.get(host, {}).get("pypi_keepalived_address", ""))
+        for index, host in enumerate(hosts)}}))
     out = tmp_path / "out"
     out.mkdir()
     ansible(["ansible-playbook", "-i", str(inventory), str(HERE / "render.yml"),

@@ -10,18 +10,27 @@ Debian's mirror pushes: files first, indexes last):
 
 1. new and changed package files and metadata, deleting nothing;
 2. the pages, deleting those that are gone (all of them put in place at the
-   end, --delay-updates);
+   end, --delay-updates), but those written since the pass began: they may
+   name a file that step 1 did not see, and stay as they were on the replica
+   until the next pass (which the build that wrote them asks for);
 3. the package files and metadata again, deleting what is gone from the
-   primary, which no page names any more;
+   primary, which no page names any more; skipped when step 2 held a page
+   back, which may still name a file gone from the primary;
 4. the in-sync mark (MARK) in the replica's pages directory, which its
-   /health serves: a replica removes its mark when it boots, so one that
-   restarted stays out of the balancer's pool until a whole pass reached it.
+   /health serves, holding the time the pass began: a replica removes its
+   mark when it boots or when it is older than its lag limit, so one that
+   restarted or was cut off stays out of the balancer's pool until a whole
+   pass reached it.
 
-A step that fails ends the pass (the next one repeats it). Each replica has a
-thread of its own, so one that is down delays no other. Hidden files (an
-upload being written, a page being replaced) are never copied, the page
-service's records (.hashes.json) are, so that a promoted replica reads no
-file again. Each pass logs one JSON line.
+A step that fails (a full disk, a broken key) ends the pass, so that a
+replica never lists a file it does not hold whole; the next pass repeats it.
+Each replica has a thread of its own, so one that is down delays no other.
+Hidden files (an upload being written, a page being replaced) are never
+copied, the page service's records (.hashes.json) are, so that a promoted
+replica reads no file again. Each pass logs one JSON line, a failed one with
+the step, rsync's error and how far behind the replica is; --metrics keeps
+each replica's last pass and lag in a file of Prometheus's text format (node
+exporter's textfile collector reads it).
 """
 
 import argparse
@@ -33,7 +42,7 @@ import threading
 import time
 from pathlib import Path
 
-from pypi_index_tools.pages import BUILT, drain, inotify, log
+from pypi_index_tools.pages import BUILT, drain, inotify, log, write
 
 MARK = ".in-sync"
 HIDDEN = ["--exclude=.*"]
@@ -65,50 +74,135 @@ class Passes:
     def target(self, replica, module):
         return self.dest.format(host=replica, module=module)
 
-    def commands(self, replica, mark):
-        """The pass's steps, in order."""
+    def young(self, since_ns):
+        """The pages directory's entries (a project's pages, whose directory a page replaced in it touches,
+        the root page) written at or after that file time."""
+        with os.scandir(self.pages[1]) as entries:
+            return sorted(entry.name for entry in entries
+                          if not entry.name.startswith(".")
+                          and entry.stat(follow_symlinks=False).st_mtime_ns >= since_ns)
+
+    def steps(self, replica, mark, held_back=()):
+        """The pass's steps, in order, each a list of commands; the pages' step leaves held_back out."""
         def copy(module, source, *options):
             return [*self.rsync, *options, f"{source}/", self.target(replica, module)]
 
         pages_name, pages_path = self.pages
-        return ([copy(name, path, *HIDDEN) for name, path in self.files]
-                + [copy(pages_name, pages_path, "--delete", "--delay-updates", *PAGES_KEPT, *HIDDEN)]
-                + [copy(name, path, "--delete", *HIDDEN) for name, path in self.files]
-                + [[*self.rsync, str(mark), self.target(replica, pages_name) + MARK]])
+        # Anchored, and before the other rules: an excluded page is neither
+        # copied nor deleted. The names are normalized ones (a-z, 0-9, "-",
+        # "_" for the page service's own), with no wildcard in them.
+        keep = [f"--exclude=/{name}" for name in held_back]
+        return [[copy(name, path, *HIDDEN) for name, path in self.files],
+                [copy(pages_name, pages_path, "--delete", "--delay-updates", *keep, *PAGES_KEPT, *HIDDEN)],
+                [] if held_back else [copy(name, path, "--delete", *HIDDEN) for name, path in self.files],
+                [[*self.rsync, str(mark), self.target(replica, pages_name) + MARK]]]
 
-    def run(self, replica):
-        """One pass to the replica; True when every step succeeded."""
-        started = time.monotonic()
+    def commands(self, replica, mark):
+        """Every command of a pass that held no page back, in order."""
+        return [command for step in self.steps(replica, mark) for command in step]
+
+    def run(self, replica, behind=None):
+        """One pass to the replica; the time it began (time.time()) when every step succeeded, else None."""
+        started, started_ns = time.monotonic(), time.time_ns()
         with tempfile.NamedTemporaryFile("w", prefix="mark-") as mark:
-            mark.write(f"{time.time():.3f}\n")
+            mark.write(f"{started_ns / 1e9:.3f}\n")
             mark.flush()
             # The replica's Apache reads what its account was sent.
             os.chmod(mark.name, 0o644)
-            for command in self.commands(replica, mark.name):
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
-                if done.returncode != 0:
-                    log(replica=replica, ok=False, step=command[-1], code=done.returncode,
-                        error=done.stderr.strip().splitlines()[-3:])
-                    return False
-        log(replica=replica, ok=True, seconds=round(time.monotonic() - started, 3))
+            # The pass's start as a file time: files' times come from the
+            # kernel's coarse clock, a tick behind time.time_ns() at most.
+            since_ns = os.stat(mark.name).st_mtime_ns
+            if not self.execute(replica, self.steps(replica, mark.name)[0], behind):
+                return None
+            held_back = self.young(since_ns)
+            if not self.execute(replica, sum(self.steps(replica, mark.name, held_back)[1:], []), behind):
+                return None
+        log(replica=replica, ok=True, seconds=round(time.monotonic() - started, 3), held_back=len(held_back))
+        return started_ns / 1e9
+
+    @staticmethod
+    def execute(replica, commands, behind):
+        """Run the commands in order; False, logged with why, at the first that fails."""
+        for command in commands:
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                log(replica=replica, ok=False, step=command[-1], code=done.returncode,
+                    error=done.stderr.strip().splitlines()[-3:], behind_seconds=behind)
+                return False
         return True
+
+
+class Metrics:
+    """Each replica's last complete pass and how far it lags the primary's newest build, rewritten after every
+    pass in Prometheus's text format (for node exporter's textfile collector); nowhere without a path."""
+
+    def __init__(self, path, pages):
+        self.path = path
+        self.pages = pages
+        self.lock = threading.Lock()
+        self.passes = {}
+
+    def newest_build(self):
+        """When the page service last ended a build (its stamp holds time.time_ns()), or None."""
+        try:
+            return int((self.pages / BUILT).read_text()) / 1e9
+        except (OSError, ValueError):
+            return None
+
+    def text(self):
+        built = self.newest_build()
+        lines = [
+            "# HELP pypi_index_replica_last_pass_timestamp_seconds When the last complete pass to the replica began"
+            " (0: none since the push service started).",
+            "# TYPE pypi_index_replica_last_pass_timestamp_seconds gauge",
+            *(f'pypi_index_replica_last_pass_timestamp_seconds{{replica="{name}"}} {last or 0:.3f}'
+              for name, (last, _) in sorted(self.passes.items())),
+            "# HELP pypi_index_replica_last_pass_ok Whether the last pass to the replica succeeded.",
+            "# TYPE pypi_index_replica_last_pass_ok gauge",
+            *(f'pypi_index_replica_last_pass_ok{{replica="{name}"}} {int(ok)}'
+              for name, (_, ok) in sorted(self.passes.items())),
+            "# HELP pypi_index_replica_lag_seconds How much older the replica's copy is than the primary's newest"
+            " build (0: its last complete pass began after that build).",
+            "# TYPE pypi_index_replica_lag_seconds gauge",
+        ]
+        if built is not None:
+            lines += [f'pypi_index_replica_lag_seconds{{replica="{name}"}} {max(0.0, built - (last or 0)):.3f}'
+                      for name, (last, _) in sorted(self.passes.items())]
+            lines += ["# HELP pypi_index_pages_built_timestamp_seconds When the primary's page service last ended"
+                      " a build.",
+                      "# TYPE pypi_index_pages_built_timestamp_seconds gauge",
+                      f"pypi_index_pages_built_timestamp_seconds {built:.3f}"]
+        return "\n".join(lines) + "\n"
+
+    def record(self, replica, last, ok):
+        """A pass ended: the replica's last complete pass (None: none yet) and whether this one succeeded."""
+        with self.lock:
+            self.passes[replica] = (last, ok)
+            if self.path is not None:
+                write(self.path, self.text())
 
 
 class Replica(threading.Thread):
     """Passes to one replica: at once, when wanted, and every `repair` seconds."""
 
-    def __init__(self, name, passes, repair):
+    def __init__(self, name, passes, repair, metrics):
         super().__init__(name=name, daemon=True)
         self.passes = passes
         self.repair = repair
+        self.metrics = metrics
         self.wanted = threading.Event()
         self.wanted.set()
+        # Its last complete pass; until one, the service's start bounds how far behind it is.
+        self.last = None
+        self.since = time.time()
 
     def run(self):
         while True:
             self.wanted.wait(self.repair)
             self.wanted.clear()
-            self.passes.run(self.name)
+            began = self.passes.run(self.name, behind=round(time.time() - (self.last or self.since), 3))
+            self.last = began or self.last
+            self.metrics.record(self.name, self.last, began is not None)
 
 
 def built(changed):
@@ -116,10 +210,10 @@ def built(changed):
     return changed is None or any(name == BUILT for _, name in changed)
 
 
-def watch(replicas, passes, repair):
+def watch(replicas, passes, repair, metrics):
     """Start a thread per replica, then ask each for a pass after every build."""
     descriptor, watches = inotify([passes.pages[1]])
-    threads = [Replica(name, passes, repair) for name in replicas]
+    threads = [Replica(name, passes, repair, metrics) for name in replicas]
     for thread in threads:
         thread.start()
     while True:
@@ -139,11 +233,12 @@ def main():
     parser.add_argument("--rsync-option", action="append", default=[],
                         help="an option for every rsync call (the remote shell, a timeout)")
     parser.add_argument("--repair", type=float, default=60.0, help="seconds between passes with no build")
+    parser.add_argument("--metrics", type=Path, help="the file that holds each replica's last pass and lag")
     parser.add_argument("replicas", nargs="+")
     args = parser.parse_args()
     passes = Passes(args.files, args.pages, args.dest, args.rsync_option)
     log(replicas=args.replicas, modules=[name for name, _ in args.files] + [args.pages[0]])
-    watch(args.replicas, passes, args.repair)
+    watch(args.replicas, passes, args.repair, Metrics(args.metrics, args.pages[1]))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Replication to the replicas: what a pass copies, in which order, and what a failed step leaves."""
 
+import json
 import os
 import stat
 import subprocess
@@ -10,10 +11,17 @@ import pytest
 
 from pypi_index_tools import replicate
 from pypi_index_tools.pages import BUILT, build_all
-from pypi_index_tools.replicate import MARK, Passes, Replica, built
+from pypi_index_tools.replicate import MARK, Metrics, Passes, Replica, built
 
 from distributions import wheel
 from test_pages import TOOLS, add, wait_for
+
+
+def build(root, metadata, pages):
+    """Build the pages, then let the kernel's file clock tick on (up to 10 ms): a pass that begins within the
+    tick of a page's write holds that page back, as one written during the pass."""
+    build_all(pages, pages / ".hashes.json", [root], "sha256", metadata)
+    time.sleep(0.02)
 
 
 @pytest.fixture
@@ -22,7 +30,7 @@ def primary(tmp_path):
     root, metadata, pages = tmp_path / "packages", tmp_path / "metadata", tmp_path / "simple"
     root.mkdir()
     add(root, "foo-1.0-py3-none-any.whl", wheel("foo", "1.0"))
-    build_all(pages, pages / ".hashes.json", [root], "sha256", metadata)
+    build(root, metadata, pages)
     (tmp_path / "replicas" / "r1").mkdir(parents=True)
     return {"root": root, "metadata": metadata, "pages": pages, "replica": tmp_path / "replicas" / "r1",
             "passes": Passes([("root0", root), ("metadata", metadata)], ("pages", pages),
@@ -60,7 +68,7 @@ def test_files_go_before_the_pages_and_are_deleted_only_after_them(primary):
 def test_a_file_removed_on_the_primary_leaves_the_replica_with_its_page(primary):
     assert primary["passes"].run("r1")
     (primary["root"] / "foo-1.0-py3-none-any.whl").unlink()
-    build_all(primary["pages"], primary["pages"] / ".hashes.json", [primary["root"]], "sha256", primary["metadata"])
+    build(primary["root"], primary["metadata"], primary["pages"])
 
     assert primary["passes"].run("r1")
 
@@ -78,6 +86,89 @@ def test_a_failed_step_ends_the_pass_before_the_pages_and_the_mark(primary, caps
     assert copied(primary, "root0", "foo-1.0-py3-none-any.whl").exists()
     assert not (primary["replica"] / "pages").exists()
     assert '"ok": false' in capsys.readouterr().out
+
+
+def test_a_failed_pass_says_how_far_behind_the_replica_is(primary, capsys):
+    (primary["replica"] / "metadata").write_text("in the way")
+
+    assert primary["passes"].run("r1", behind=42.5) is None
+
+    failed = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert failed["ok"] is False and failed["behind_seconds"] == 42.5 and failed["step"].endswith("/metadata/")
+
+
+def build_between_steps(primary, monkeypatch, change):
+    """Make the change and rebuild the pages right after the pass's first step, as an upload or a removal
+    landing while a pass runs would."""
+    execute = Passes.execute
+    calls = []
+
+    def changing(replica, commands, behind):
+        done = execute(replica, commands, behind)
+        if not calls:
+            change()
+            build(primary["root"], primary["metadata"], primary["pages"])
+        calls.append(commands)
+        return done
+
+    monkeypatch.setattr(Passes, "execute", staticmethod(changing))
+
+
+def test_a_page_written_during_a_pass_waits_for_the_next_so_no_page_names_a_file_the_replica_lacks(
+        primary, monkeypatch):
+    assert primary["passes"].run("r1")
+    build_between_steps(primary, monkeypatch,
+                        lambda: add(primary["root"], "bar-2.0-py3-none-any.whl", wheel("bar", "2.0")))
+
+    assert primary["passes"].run("r1")
+
+    assert not copied(primary, "pages", "bar").exists()
+    assert 'href="bar/"' not in copied(primary, "pages", "index.html").read_text()
+    assert copied(primary, "pages", "foo/index.html").exists()
+    assert copied(primary, "pages", MARK).exists()
+    monkeypatch.undo()
+    time.sleep(0.02)
+
+    assert primary["passes"].run("r1")
+
+    assert 'href="bar/"' in copied(primary, "pages", "index.html").read_text()
+    assert copied(primary, "root0", "bar-2.0-py3-none-any.whl").exists()
+
+
+def test_a_file_removed_during_a_pass_stays_on_the_replica_while_its_old_page_names_it(primary, monkeypatch):
+    add(primary["root"], "foo-1.1-py3-none-any.whl", wheel("foo", "1.1"))
+    build(primary["root"], primary["metadata"], primary["pages"])
+    assert primary["passes"].run("r1")
+    build_between_steps(primary, monkeypatch, (primary["root"] / "foo-1.0-py3-none-any.whl").unlink)
+
+    assert primary["passes"].run("r1")
+
+    assert "foo-1.0-py3-none-any.whl" in copied(primary, "pages", "foo/index.html").read_text()
+    assert copied(primary, "root0", "foo-1.0-py3-none-any.whl").exists()
+    monkeypatch.undo()
+    time.sleep(0.02)
+
+    assert primary["passes"].run("r1")
+
+    assert "foo-1.0-py3-none-any.whl" not in copied(primary, "pages", "foo/index.html").read_text()
+    assert not copied(primary, "root0", "foo-1.0-py3-none-any.whl").exists()
+
+
+def test_the_metrics_give_each_replicas_last_pass_and_its_lag_behind_the_newest_build(tmp_path):
+    (tmp_path / BUILT).write_text(f"{1_000_000_100 * 10**9}\n")
+    metrics = Metrics(tmp_path / "replication.prom", tmp_path)
+
+    metrics.record("r1", 1_000_000_040.0, True)
+    metrics.record("r2", 1_000_000_200.0, False)
+    metrics.record("r3", None, False)
+
+    text = (tmp_path / "replication.prom").read_text()
+    assert 'pypi_index_replica_last_pass_timestamp_seconds{replica="r1"} 1000000040.000' in text
+    assert 'pypi_index_replica_last_pass_ok{replica="r2"} 0' in text
+    assert 'pypi_index_replica_lag_seconds{replica="r1"} 60.000' in text
+    assert 'pypi_index_replica_lag_seconds{replica="r2"} 0.000' in text
+    assert 'pypi_index_replica_lag_seconds{replica="r3"} 1000000100.000' in text
+    assert "pypi_index_pages_built_timestamp_seconds 1000000100.000" in text
 
 
 def test_a_mark_left_by_a_pass_is_kept_by_the_next_pages_copy(primary):
@@ -100,14 +191,14 @@ class CountingPasses:
     def __init__(self):
         self.calls = []
 
-    def run(self, replica):
+    def run(self, replica, behind=None):
         self.calls.append((replica, time.monotonic()))
-        return False
+        return None
 
 
 def test_a_replica_gets_a_pass_at_once_and_again_every_repair_period_even_after_a_failure():
     passes = CountingPasses()
-    Replica("r1", passes, repair=0.1).start()
+    Replica("r1", passes, repair=0.1, metrics=Metrics(None, None)).start()
     time.sleep(0.35)
 
     assert 3 <= len(passes.calls) <= 5
@@ -115,7 +206,7 @@ def test_a_replica_gets_a_pass_at_once_and_again_every_repair_period_even_after_
 
 def test_a_wanted_pass_runs_without_waiting_for_the_repair_period():
     passes = CountingPasses()
-    thread = Replica("r1", passes, repair=60)
+    thread = Replica("r1", passes, repair=60, metrics=Metrics(None, None))
     thread.start()
     deadline = time.monotonic() + 2
     while not passes.calls and time.monotonic() < deadline:
@@ -134,7 +225,8 @@ def test_an_upload_reaches_the_replica_through_both_watchers(primary, tmp_path):
          "--state", str(p["pages"] / ".hashes.json"), "--metadata", str(p["metadata"]), str(p["root"])],
         [sys.executable, "-m", "pypi_index_tools.replicate", "--files", f"root0={p['root']}",
          "--files", f"metadata={p['metadata']}", "--pages", f"pages={p['pages']}",
-         "--dest", str(tmp_path / "replicas") + "/{host}/{module}/", "--repair", "600", "r1"],
+         "--dest", str(tmp_path / "replicas") + "/{host}/{module}/", "--repair", "600",
+         "--metrics", str(tmp_path / "replication.prom"), "r1"],
     ]
     processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
                  for command in watchers]
@@ -146,6 +238,8 @@ def test_an_upload_reaches_the_replica_through_both_watchers(primary, tmp_path):
         assert wait_for(copied(p, "pages", "bar/index.html"))
         # The page came after the file it names.
         assert copied(p, "root0", "bar-2.0-py3-none-any.whl").read_bytes() == data
+        assert wait_for(tmp_path / "replication.prom")
+        assert 'pypi_index_replica_last_pass_ok{replica="r1"} 1' in (tmp_path / "replication.prom").read_text()
     finally:
         for process in processes:
             process.terminate()

@@ -18,6 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pip
 import pytest
 import testinfra
 import yaml
@@ -27,6 +28,13 @@ from pypi_client import (BackgroundRequests, demo_users, http_status, make_packa
 
 PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
                                          "pypi-cluster-lb")
+# The second balancer, and a client on the clients' network only.
+BALANCER2, CLIENT = "pypi-cluster-lb2", "pypi-cluster-client"
+# The balancers' shared address (host_vars), and how long it may take to move.
+FLOATING = "10.237.0.200"
+MOVE_SECONDS = 3
+# A client's pause before it tries a failed read again: longer than the move.
+RETRY_PAUSE = MOVE_SECONDS + 1
 # In no group of the scenario's inventory: the tests add it.
 NEW_REPLICA = "pypi-cluster-replica3"
 REPLICAS = (REPLICA1, REPLICA2)
@@ -168,9 +176,9 @@ except urllib.error.HTTPError as error:
     return int(result.stdout) if result.rc == 0 else None
 
 
-def upload(workdir, project, version):
+def upload(workdir, project, version, dependencies=()):
     user = demo_users()[0]
-    files = make_package(workdir / f"{project}-{version}", project, version)
+    files = make_package(workdir / f"{project}-{version}", project, version, dependencies)
     result = twine_upload(URL, files, user["name"], user["password"], cert=CA)
     assert result.returncode == 0, result.stdout + result.stderr
     UPLOADED.extend(files)
@@ -350,10 +358,182 @@ def test_a_replica_cut_off_from_the_primary_leaves_the_pool_within_its_lag_limit
     assert load.done >= LOAD_REQUESTS and load.failures == []
 
 
+def replication_log(seconds):
+    return host(PRIMARY).check_output(f"journalctl -u pypi-index-replicate.service --since=-{seconds}s -o cat")
+
+
+def replication_metric(name, replica):
+    """A figure of the primary's replication metrics (node exporter's textfile format) for that replica."""
+    text = host(PRIMARY).file("/var/lib/pypi-index-metrics/replication.prom").content_string
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(f'{name}{{replica="{replica}"}}')))
+
+
+def test_a_replica_whose_disk_fills_during_a_push_lists_no_file_it_lacks_and_catches_up_once_freed(workdir):
+    """The replica's package root becomes a small disk of its own (a tmpfs holding what it had), filled to the
+    last block: the upload's passes to it fail, the primary's log says why, no page of the replica names the new
+    files, and once space is freed the next pass brings them, whole."""
+    replica = host(REPLICA2)
+    used = int(replica.check_output(f"du -sk {PACKAGES} | cut -f1"))
+    replica.run_expect([0], f"cp -a {PACKAGES} /tmp/held && mount -t tmpfs -o size={used + 1024}k,mode=0755,"
+                            f"uid=$(stat -c %u {PACKAGES}),gid=$(stat -c %g {PACKAGES}) replica-disk {PACKAGES}"
+                            f" && cp -a /tmp/held/. {PACKAGES}/ && rm -rf /tmp/held")
+    # Hidden: no pass copies or deletes it.
+    replica.run(f"dd if=/dev/zero of={PACKAGES}/.filler bs=4k")
+    files = upload(workdir, "filled", "1.0")
+
+    read, failed = 0, []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not failed:
+        assert not any(path.name in page_inside(REPLICA2, "filled") for path in files)
+        read += 1
+        failed = [line for line in replication_log(60).splitlines()
+                  if '"ok": false' in line and f'"replica": "{REPLICA2}"' in line and "No space left" in line]
+    for _ in range(10):
+        assert not any(path.name in page_inside(REPLICA2, "filled") for path in files)
+        read += 1
+    assert failed, replication_log(60)
+    assert json.loads(failed[-1])["behind_seconds"] > 0
+    assert replication_metric("pypi_index_replica_last_pass_ok", REPLICA2) == 0
+
+    replica.run_expect([0], f"rm {PACKAGES}/.filler && mount -o remount,size=256m {PACKAGES}")
+    freed = time.monotonic()
+    assert wait_for(lambda: all(listed_inside(REPLICA2, path.name) for path in files), REPAIR_SECONDS + 15)
+    caught_up = time.monotonic() - freed
+    for path in files:
+        assert replica.file(f"{PACKAGES}/{path.name}").sha256sum == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert wait_for(lambda: (replication_metric("pypi_index_replica_last_pass_ok", REPLICA2),
+                             replication_metric("pypi_index_replica_lag_seconds", REPLICA2)) == (1, 0), 10)
+    print(f"\nfull replica disk: {read} reads of its page listed no missing file; the primary logged:"
+          f" {json.loads(failed[-1])['error'][-1]}; caught up {caught_up:.1f} s after space was freed")
+
+
 def upload_users(password):
     """The inventory's upload users, the first with this password."""
     first, *others = demo_users()
     return {"pypi_index_upload_users": [{**first, "password": password}, *others]}
+
+
+# A client's reads through the floating address, run inside the client
+# container: pages and a wheel in turn over one kept-alive HTTPS connection,
+# every body checked. A read that fails is tried once more after a pause, as
+# pip's and uv's retries do (pip: 5 tries, backing off 0, 0.5, 1, 2 s: 3.5 s
+# before its fourth).
+FLOATING_READS = r"""
+import hashlib, http.client, json, ssl, sys, time
+address, project, file_name, digest = sys.argv[1:5]
+least, seconds, longest, pause = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8])
+context = ssl.create_default_context(cafile="/tmp/ca.crt")
+paths = ["/simple/%s/" % project, "/packages/%s" % file_name]
+connection = None
+
+def get(path):
+    global connection
+    try:
+        if connection is None:
+            connection = http.client.HTTPSConnection(address, timeout=10, context=context)
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+    except (OSError, http.client.HTTPException) as error:
+        connection = None
+        return repr(error)
+    if response.status != 200:
+        return str(response.status)
+    good = file_name.encode() in body if path.startswith("/simple/") else hashlib.sha256(body).hexdigest() == digest
+    return None if good else "a wrong body"
+
+print("started", flush=True)
+started = time.monotonic()
+reads, first_tries, failures = 0, [], []
+while time.monotonic() - started < longest and (reads < least or time.monotonic() - started < seconds):
+    path = paths[reads % 2]
+    error = get(path)
+    if error:
+        first_tries.append("%.2f %s: %s" % (time.time(), path, error))
+        time.sleep(pause)
+        error = get(path)
+        if error:
+            failures.append("%s: %s" % (path, error))
+    reads += 1
+print(json.dumps({"reads": reads, "first_tries": first_tries, "failures": failures}))
+"""
+
+
+def holders():
+    """The running balancers that hold the floating address now."""
+    shown = {name: subprocess.run(["docker", "exec", name, "ip", "-o", "-4", "addr", "show"], capture_output=True,
+                                  text=True, check=False).stdout for name in (BALANCER, BALANCER2)}
+    return [name for name, addresses in shown.items() if f" {FLOATING}/" in addresses]
+
+
+def took_over(name, after):
+    """When the balancer's keepalived took the address after that time (its journal's clock, the host's), or
+    None."""
+    found = subprocess.run(["docker", "exec", name, "journalctl", "-u", "keepalived", "-o", "short-unix",
+                            "--no-pager", "--grep", "Entering MASTER STATE"], capture_output=True, text=True,
+                           check=False)
+    times = [float(line.split()[0]) for line in found.stdout.splitlines() if line[:1].isdigit()]
+    return next((when for when in times if when > after), None)
+
+
+def in_client(*argv):
+    return subprocess.Popen(["docker", "exec", CLIENT, *argv], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_the_balancer_that_holds_the_floating_address_killed_costs_no_retried_read_and_an_install(workdir):
+    """From a client on the clients' network: the balancer holding the address is killed under a read loop and
+    a pip install; the other takes the address within MOVE_SECONDS, and the first, back, takes nothing."""
+    assert wait_for(lambda: len(holders()) == 1, 20), holders()
+    [holder] = holders()
+    other = BALANCER2 if holder == BALANCER else BALANCER
+    dependencies = [f"floatingdep{n}" for n in range(1, 6)]
+    for name in dependencies:
+        upload(workdir, name, "1.0")
+    wheel = next(path for path in upload(workdir, "floatingapp", "1.0", dependencies) if path.suffix == ".whl")
+    # The client's CA and pip, this machine's (the client is Debian's bare python3).
+    docker("cp", str(CA), f"{CLIENT}:/tmp/ca.crt")
+    docker("exec", CLIENT, "mkdir", "-p", "/opt/pip")
+    docker("cp", str(Path(pip.__file__).parent), f"{CLIENT}:/opt/pip/")
+
+    loop = in_client("python3", "-c", FLOATING_READS, FLOATING, "floatingapp", wheel.name,
+                     hashlib.sha256(wheel.read_bytes()).hexdigest(), str(LOAD_REQUESTS), "15", "120",
+                     str(RETRY_PAUSE))
+    assert loop.stdout.readline().strip() == "started"
+    time.sleep(2)
+    # Timed from just before the kill: the figure errs long, never short.
+    killed = time.time()
+    docker("kill", holder)
+    install = in_client("env", "PYTHONPATH=/opt/pip", "python3", "-m", "pip", "install", "--no-cache-dir",
+                        "--disable-pip-version-check", "--target", "/tmp/floating-app", "--cert", "/tmp/ca.crt",
+                        "--index-url", f"https://{FLOATING}/simple/", "floatingapp")
+    assert wait_for(lambda: took_over(other, killed), 20)
+    moved = took_over(other, killed)
+    assert holders() == [other]
+    installed, _ = install.communicate(timeout=120)
+    result = json.loads(loop.communicate(timeout=180)[0].splitlines()[-1])
+
+    print(f"\nfloating address: moved {moved - killed:.2f} s after the kill; {result['reads']} reads,"
+          f" {len(result['first_tries'])} failed first tries, {len(result['failures'])} failed after one retry")
+    assert moved - killed <= MOVE_SECONDS, moved - killed
+    assert result["reads"] >= LOAD_REQUESTS and result["failures"] == [], result
+    assert install.returncode == 0, installed
+    ran = docker("exec", CLIENT, "env", "PYTHONPATH=/tmp/floating-app", "python3", "-c",
+                 "import floatingapp, floatingdep5; floatingapp.hello_world()")
+    assert ran == "hello world\n"
+
+    # Back: it joins as a backup and takes nothing from the healthy holder.
+    docker("start", holder)
+    # Its journal, once its systemd answers again.
+    assert wait_for(lambda: "Entering BACKUP STATE" in subprocess.run(
+        ["docker", "exec", holder, "journalctl", "-u", "keepalived", "-b", "--no-pager"], capture_output=True,
+        text=True, check=False).stdout, 60)
+    watched = time.monotonic()
+    while time.monotonic() - watched < 10:
+        assert holders() == [other]
+        time.sleep(0.5)
+    # The published port's balancer serves the next tests again.
+    assert wait_for(lambda: http_status(f"{URL}/simple/", cafile=str(CA)) == 200, 60)
 
 
 def test_upload_passwords_rotate_on_the_cluster_inventory(workdir):
