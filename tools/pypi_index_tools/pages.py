@@ -14,11 +14,19 @@ and each file it skips, with the reason (files.py). With the publish rules
 (--rules), the pages carry PEP 752's namespaces: each project's in its JSON,
 and the namespace list and details under _namespaces/, which Apache serves
 at /simple/namespaces and /simple/namespace/<name>.
+
+Every saved build also records what it was built from (beside the state
+file, a digest of each root's file names, sizes and times, the settings and
+this code), so that the role's run with --if-changed builds nothing when
+nothing changed since (at 200,000 files, a walk of the roots instead of a
+full build).
 """
 
 import argparse
 import ctypes
 import gzip
+import hashlib
+import importlib.metadata
 import json
 import os
 import select
@@ -64,9 +72,14 @@ NAMESPACES = "_namespaces"
 # project's file: Apache answers 404 for it and its metadata (PEP 792: a
 # quarantined project offers no file for download).
 QUARANTINED = "_quarantined"
-# Renamed into the pages directory after each build of the watcher, for the
-# replication service (replicate.py) to push what the build wrote.
+# Renamed into the pages directory after each build, for the replication
+# service (replicate.py) to push what the build wrote; until a host's first
+# build has ended, Apache answers 503 for /simple/ and /health (the
+# first-build partial of the site), rather than a partial index.
 BUILT = ".built"
+# What the pages were last built from (Pages.inputs): a file beside the
+# state file, named after it with this suffix.
+INPUTS = ".inputs"
 
 
 def entry(package):
@@ -188,6 +201,37 @@ class Pages:
         current = previous.get("format") == STATE_FORMAT and previous.get("algo") == algo
         self.records = previous.get("files", {}) if current else {}
         self.projects, self.statuses = {}, {}
+        # What the pages now written were built from, when known without a new walk.
+        self.built_from = None
+
+    def inputs(self):
+        """A digest of what the pages are built from: every entry of the roots (name, size, time), the
+        settings, the namespaces, and this code with pypiserver's version."""
+        digest = hashlib.sha256(json.dumps([
+            STATE_FORMAT, str(self.out), str(self.state), [str(root) for root in self.roots], self.algo,
+            str(self.metadata), self.namespaces, importlib.metadata.version("pypiserver")]).encode())
+        for code in (files.__file__, render.__file__, __file__):
+            digest.update(Path(code).read_bytes())
+        for root in self.roots:
+            for directory, subdirectories, names in os.walk(root):
+                subdirectories.sort()
+                for name in sorted(names):
+                    path = os.path.join(directory, name)
+                    facts = os.lstat(path)
+                    digest.update(f"{path}\0{facts.st_size}\0{facts.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+    def inputs_file(self):
+        return self.state.with_name(self.state.name + INPUTS)
+
+    def current(self):
+        """Whether the pages were built from exactly what is there now."""
+        try:
+            recorded = self.inputs_file().read_text()
+        except FileNotFoundError:
+            return False
+        return ((self.out / "index.html").is_file() and (self.out / BUILT).is_file() and self.state.is_file()
+                and recorded == self.inputs())
 
     def metadata_path(self, package):
         return self.metadata / (package.relfn_unix + ".metadata")
@@ -242,6 +286,9 @@ class Pages:
     def build_all(self):
         """List every root and write every page that changed."""
         self.out.mkdir(parents=True, exist_ok=True)
+        # Before the listing: a file that lands during the build makes the
+        # record differ, so the next check builds again.
+        self.built_from = self.inputs()
         self.projects = scan(self.roots)
         self.statuses = statuses(self.roots)
         for name in self.statuses:
@@ -306,6 +353,7 @@ class Pages:
         package changes nothing. The records are not saved (see save).
         """
         before, touched, dropped = set(self.projects), set(), []
+        self.built_from = None
         for root, name in changed:
             if name.endswith(STATUS) and not name.startswith("."):
                 project = normalize_pkgname(name[:-len(STATUS)])
@@ -357,11 +405,21 @@ class Pages:
         listed_now = {known[0].fn for entries in self.projects.values() for known in entries}
         self.records = {fn: kept for fn, kept in self.records.items() if fn in listed_now}
         write(self.state, json.dumps({"format": STATE_FORMAT, "algo": self.algo, "files": self.records}))
+        # After updates, the watcher saves once the roots have been quiet:
+        # what they hold then is what the pages list.
+        write(self.inputs_file(), self.built_from or self.inputs())
 
 
-def build_all(out, state, roots, algo, metadata, namespaces=()):
-    """One build of every page; the records already read are kept in the state file."""
-    return Pages(out, state, roots, algo, metadata, namespaces).build_all()
+def build_all(out, state, roots, algo, metadata, namespaces=(), if_changed=False):
+    """One build of every page, or none if_changed and nothing changed since the last; the records already
+    read are kept in the state file."""
+    pages = Pages(out, state, roots, algo, metadata, namespaces)
+    if if_changed and pages.current():
+        log(current=True)
+        return report(0, 0)
+    counts = pages.build_all()
+    mark_built(out)
+    return counts
 
 
 def inotify(roots):
@@ -446,12 +504,17 @@ def main():
     parser.add_argument("--metadata", type=Path, required=True,
                         help="directory the wheels' METADATA files go to (PEP 658)")
     parser.add_argument("--watch", action="store_true", help="build, then build again on every change")
+    parser.add_argument("--if-changed", action="store_true",
+                        help="build only if the roots, the settings or this code changed since the last build")
     parser.add_argument("--rules", type=Path, help="the publish rules (publish.py), for PEP 752's namespaces")
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
 
-    (watch if args.watch else build_all)(args.out, args.state, args.roots, args.hash_algo, args.metadata,
-                                         namespaces_from(args.rules))
+    namespaces = namespaces_from(args.rules)
+    if args.watch:
+        watch(args.out, args.state, args.roots, args.hash_algo, args.metadata, namespaces)
+    else:
+        build_all(args.out, args.state, args.roots, args.hash_algo, args.metadata, namespaces, args.if_changed)
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ def test_index_lists_normalized_project_names(site):
     </body>
 </html>
 """
-    assert sorted(path.name for path in site["out"].iterdir()) == ["_namespaces",
+    # .built: the stamp of a finished build.
+    assert sorted(path.name for path in site["out"].iterdir()) == [".built", "_namespaces",
         "foo-bar", "index.html", "index.json", "index.json.gz", "index.v1html", "index.var", "other"]
     assert json.loads((site["out"] / "index.json").read_text()) == {
         "meta": {"api-version": "1.5"}, "projects": [{"name": "foo-bar"}, {"name": "other"}]}
@@ -165,7 +166,8 @@ def test_the_state_is_one_json_file_beside_the_pages(site):
     written = sorted(str(path.relative_to(site["out"])) for path in site["out"].rglob("*"))
     forms = ["index.html", "index.json", "index.json.gz", "index.v1html", "index.var"]
     # With PEP 752's namespace list (empty: the rules declare none).
-    assert written == ["_namespaces", "_namespaces/list.json", "foo", *(f"foo/{form}" for form in forms), *forms]
+    assert written == [".built", "_namespaces", "_namespaces/list.json", "foo", *(f"foo/{form}" for form in forms),
+                       *forms]
 
 
 def test_pages_are_world_readable_0644(site):
@@ -301,3 +303,76 @@ def wait_for(path, seconds=10, present=True):
             return False
         time.sleep(0.05)
     return True
+
+
+def built_if_changed(site, algo="sha256", namespaces=()):
+    """Whether a run with --if-changed built the pages (else it found them current)."""
+    counts = []
+    real = Pages.build_all
+
+    def counting(self):
+        counts.append(1)
+        return real(self)
+
+    Pages.build_all = counting
+    try:
+        build_all(site["out"], site["state"], site["roots"], algo, site["metadata"], namespaces, if_changed=True)
+    finally:
+        Pages.build_all = real
+    return bool(counts)
+
+
+def test_a_run_if_changed_builds_nothing_when_nothing_changed_since_the_last_build(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    assert built_if_changed(site)
+
+    assert not built_if_changed(site)
+    assert not built_if_changed(site)
+
+
+@pytest.mark.parametrize("change", [
+    lambda site: add(site["roots"][1], "bar-1.0.tar.gz"),
+    lambda site: add(site["roots"][0], "foo-1.0.tar.gz.yanked", b"a reason"),
+    lambda site: add(site["roots"][0], "foo.status", b'{"status": "archived"}'),
+    lambda site: (site["roots"][0] / "foo-1.0.tar.gz").unlink(),
+    lambda site: os.utime(site["roots"][0] / "foo-1.0.tar.gz", ns=(0, 0)),
+    lambda site: shutil.rmtree(site["out"]),
+    lambda site: site["state"].unlink(),
+    lambda site: (site["out"] / ".built").unlink(),
+], ids=["a new file", "a yank", "a status", "a file gone", "a file's time", "the pages gone", "the records gone",
+        "the stamp gone"])
+def test_a_run_if_changed_builds_after_any_change_of_what_the_pages_come_from(site, change):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    assert built_if_changed(site)
+
+    change(site)
+
+    assert built_if_changed(site)
+
+
+def test_a_run_if_changed_builds_after_a_change_of_settings(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+    assert built_if_changed(site)
+
+    assert built_if_changed(site, algo="md5")
+    assert built_if_changed(site, algo="md5", namespaces=("acme",))
+    assert not built_if_changed(site, algo="md5", namespaces=("acme",))
+
+
+def test_the_watcher_records_what_its_updates_built_so_a_later_run_if_changed_builds_nothing(site, watched):
+    add(site["roots"][0], "foo-1.1.tar.gz", b"new")
+    watched.update({(str(site["roots"][0]), "foo-1.1.tar.gz")})
+    pages_module.mark_built(site["out"])
+    watched.save()
+
+    assert not built_if_changed(site)
+    assert "foo-1.1.tar.gz" in (site["out"] / "foo" / "index.html").read_text()
+
+
+def test_a_build_stamps_the_pages_built_only_once_every_page_is_written(site):
+    add(site["roots"][0], "foo-1.0.tar.gz")
+
+    build(site)
+
+    stamp = (site["out"] / ".built").stat().st_mtime_ns
+    assert all(path.stat().st_mtime_ns <= stamp for path in site["out"].rglob("index.*"))

@@ -226,26 +226,28 @@ def test_a_replica_has_no_upload_path_and_builds_no_page():
 
 
 def test_the_balancer_reaches_the_nodes_from_a_private_address_which_they_trust(workdir):
-    """As in production: the nodes see the balancer at its address on their private network, not at the one
+    """As in production: the nodes see a balancer at its address on their private network, not at the one
     of its default route; its health checks pass there, and the client's address is what the nodes log."""
-    balancer = network_facts(BALANCER)
+    balancers = {name: network_facts(name) for name in (BALANCER, BALANCER2)}
+    # The newest health check's, from either balancer.
     seen = logged_client(PRIMARY, f"GET {role_default('pypi_index_health_endpoint')} ")
+    [balancer] = [facts for facts in balancers.values() if seen in facts["ansible_all_ipv4_addresses"]]
     print(f"\nbalancer: default route {balancer['ansible_default_ipv4']['address']}, seen by the nodes as {seen}")
     # Else this layout would not tell the balancer's addresses apart.
     assert seen != balancer["ansible_default_ipv4"]["address"]
-    assert seen in balancer["ansible_all_ipv4_addresses"]
     for node in (PRIMARY, *REPLICAS):
         assert wait_state(node, "UP", seconds=5)[0].startswith("UP"), node
 
     probe = f"/simple/Layout_Probe_{time.monotonic_ns()}/"
     page_text(f"{URL}{probe}", cafile=CA)
     client = logged_client(PRIMARY, f"GET {probe} ")
-    assert client not in balancer["ansible_all_ipv4_addresses"], client
+    assert all(client not in facts["ansible_all_ipv4_addresses"] for facts in balancers.values()), client
 
 
 def test_wrong_passwords_through_the_balancer_ban_the_client_and_never_the_balancer(workdir):
     user = demo_users()[0]
-    balancer = network_facts(BALANCER)["ansible_all_ipv4_addresses"]
+    balancer = [address for name in (BALANCER, BALANCER2)
+                for address in network_facts(name)["ansible_all_ipv4_addresses"]]
     probe = workdir / "banned-1.0.tar.gz"
     probe.write_bytes(b"not really a tarball")
     right, wrong = (user["name"], user["password"]), (user["name"], "a-wrong-password")
@@ -260,7 +262,7 @@ def test_wrong_passwords_through_the_balancer_ban_the_client_and_never_the_balan
         assert wait_state(PRIMARY, "UP", seconds=1, backend="pypi_index_primary")[0].startswith("UP")
     finally:
         host(PRIMARY).run("fail2ban-client unban --all")
-    print(f"\nbanned on the primary: {banned}; the balancer's addresses: {balancer}")
+    print(f"\nbanned on the primary: {banned}; the balancers' addresses: {balancer}")
     assert len(banned) == 1 and banned[0] not in balancer, banned
     assert raw_upload_status(URL, probe, right, cafile=str(CA)) == 200
     UPLOADED.append(probe)
@@ -365,7 +367,8 @@ def replication_log(seconds):
 def replication_metric(name, replica):
     """A figure of the primary's replication metrics (node exporter's textfile format) for that replica."""
     text = host(PRIMARY).file("/var/lib/pypi-index-metrics/replication.prom").content_string
-    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(f'{name}{{replica="{replica}"}}')))
+    sample = f'{name}{{replica="{replica}"}} '
+    return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(sample)))
 
 
 def test_a_replica_whose_disk_fills_during_a_push_lists_no_file_it_lacks_and_catches_up_once_freed(workdir):

@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 from pypi_client import (fresh_venv, http_status, make_package, page_text, pip, project_page,
-                         raw_upload_status, run, twine_upload)
+                         raw_upload_status, role_default, run, twine_upload)
 
 NAME = "linode_example"
 
@@ -28,6 +28,21 @@ def uploaded(index, dists, uploader):
 
 def test_health_endpoint_answers(index):
     assert http_status(f"{index.url}/health", cafile=index.ca) == 200
+
+
+def test_until_the_first_build_of_the_pages_ends_simple_and_health_answer_503(host, index, uploaded):
+    """As on a new or rebuilt host whose first build is still running: the builder's end-of-build stamp is not
+    there yet. No partial index is listed (a private name would go on to the pass-through) and no balancer
+    would send reads here."""
+    stamp = f"{role_default('pypi_index_pages_dir')}/.built"
+    host.run_expect([0], f"mv {stamp} {stamp}.away")
+    try:
+        answers = [http_status(f"{index.url}{path}", cafile=index.ca)
+                   for path in ("/simple/", f"/simple/{NAME.replace('_', '-')}/", "/health")]
+    finally:
+        host.run_expect([0], f"mv {stamp}.away {stamp}")
+    assert answers == [503, 503, 503]
+    assert http_status(f"{index.url}/simple/", cafile=index.ca) == 200
 
 
 def test_uploaded_package_installs_and_runs(index, uploaded, tmp_path):
