@@ -97,10 +97,6 @@ class Passes:
                 [] if held_back else [copy(name, path, "--delete", *HIDDEN) for name, path in self.files],
                 [[*self.rsync, str(mark), self.target(replica, pages_name) + MARK]]]
 
-    def commands(self, replica, mark):
-        """Every command of a pass that held no page back, in order."""
-        return [command for step in self.steps(replica, mark) for command in step]
-
     def run(self, replica, behind=None):
         """One pass to the replica; the time it began (time.time()) when every step succeeded, else None."""
         started, started_ns = time.monotonic(), time.time_ns()

@@ -58,7 +58,7 @@ def test_a_pass_copies_files_metadata_pages_and_records_and_then_the_mark(primar
 
 
 def test_files_go_before_the_pages_and_are_deleted_only_after_them(primary):
-    steps = primary["passes"].commands("r1", "/tmp/mark")
+    steps = [command for step in primary["passes"].steps("r1", "/tmp/mark") for command in step]
     targets = [step[-1].rsplit("/", 2)[-2] if not step[-1].endswith(MARK) else MARK for step in steps]
 
     assert targets == ["root0", "metadata", "pages", "root0", "metadata", MARK]

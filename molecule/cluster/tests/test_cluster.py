@@ -462,20 +462,23 @@ print(json.dumps({"reads": reads, "first_tries": first_tries, "failures": failur
 """
 
 
+def exec_output(name, *argv):
+    """What a command run in the container printed; "" when it is not running (killed, still booting)."""
+    return subprocess.run(["docker", "exec", name, *argv], capture_output=True, text=True, check=False).stdout
+
+
 def holders():
     """The running balancers that hold the floating address now."""
-    shown = {name: subprocess.run(["docker", "exec", name, "ip", "-o", "-4", "addr", "show"], capture_output=True,
-                                  text=True, check=False).stdout for name in (BALANCER, BALANCER2)}
-    return [name for name, addresses in shown.items() if f" {FLOATING}/" in addresses]
+    return [name for name in (BALANCER, BALANCER2)
+            if f" {FLOATING}/" in exec_output(name, "ip", "-o", "-4", "addr", "show")]
 
 
 def took_over(name, after):
     """When the balancer's keepalived took the address after that time (its journal's clock, the host's), or
     None."""
-    found = subprocess.run(["docker", "exec", name, "journalctl", "-u", "keepalived", "-o", "short-unix",
-                            "--no-pager", "--grep", "Entering MASTER STATE"], capture_output=True, text=True,
-                           check=False)
-    times = [float(line.split()[0]) for line in found.stdout.splitlines() if line[:1].isdigit()]
+    found = exec_output(name, "journalctl", "-u", "keepalived", "-o", "short-unix", "--no-pager",
+                        "--grep", "Entering MASTER STATE")
+    times = [float(line.split()[0]) for line in found.splitlines() if line[:1].isdigit()]
     return next((when for when in times if when > after), None)
 
 
@@ -528,9 +531,8 @@ def test_the_balancer_that_holds_the_floating_address_killed_costs_no_retried_re
     # Back: it joins as a backup and takes nothing from the healthy holder.
     docker("start", holder)
     # Its journal, once its systemd answers again.
-    assert wait_for(lambda: "Entering BACKUP STATE" in subprocess.run(
-        ["docker", "exec", holder, "journalctl", "-u", "keepalived", "-b", "--no-pager"], capture_output=True,
-        text=True, check=False).stdout, 60)
+    assert wait_for(lambda: "Entering BACKUP STATE" in exec_output(holder, "journalctl", "-u", "keepalived", "-b",
+                                                                    "--no-pager"), 60)
     watched = time.monotonic()
     while time.monotonic() - watched < 10:
         assert holders() == [other]
