@@ -4,6 +4,7 @@ Every call goes through the real clients (build, twine, pip) or plain HTTP,
 against the index published on 127.0.0.1.
 """
 
+import http.client
 import json
 import os
 import re
@@ -126,17 +127,52 @@ def page_text(url, credentials=None, cafile=None, headers=None):
         return ""
 
 
-def wait_for(condition, seconds=10):
-    """The condition's first true value within that many seconds, else its last (false) one."""
-    deadline = time.monotonic() + seconds
-    while not (value := condition()) and time.monotonic() <= deadline:
-        time.sleep(0.1)
-    return value
+# How long a test waits for a state that comes by itself (a page rebuilt, a
+# cache entry stored, a ban, a replica caught up): long enough for a shared
+# 2-CPU CI machine under load, where what takes 0.1 s idle may take seconds.
+# A state that never comes still fails, only later.
+WAIT_SECONDS = 60
 
 
-def wait_listed(url, file_name, credentials=None, cafile=None, seconds=30):
-    """Whether the project page lists file_name within that many seconds."""
-    return wait_for(lambda: file_name in page_text(project_page(url, file_name), credentials, cafile), seconds)
+def wait_for(observe, seconds=WAIT_SECONDS, what=None, until=bool, pause=0.2):
+    """observe() again and again until until(its value) holds; returns that value.
+
+    Bounded in time and in looks: at most `seconds` (and at least two looks,
+    so that one slow look cannot use up the time), `pause` seconds apart. An
+    OSError or an HTTP protocol error counts as a look that saw that error.
+    Past the bound it fails, saying what was awaited (`what`, else observe's
+    name), for how long and how many looks, and what the last look saw.
+    """
+    started = time.monotonic()
+    looks = 0
+    while True:
+        looks += 1
+        try:
+            value = observe()
+            if until(value):
+                return value
+        except (OSError, http.client.HTTPException) as error:
+            value = error
+        elapsed = time.monotonic() - started
+        if elapsed >= seconds and looks >= 2:
+            break
+        time.sleep(pause)
+    seen = repr(value)
+    if len(seen) > 2000:
+        seen = seen[:2000] + f"... ({len(seen)} characters)"
+    raise AssertionError(f"waited {elapsed:.1f} s ({looks} looks) for {what or getattr(observe, '__name__', observe)};"
+                         f" last seen: {seen}")
+
+
+def wait_listed(url, file_name, credentials=None, cafile=None, seconds=WAIT_SECONDS):
+    """Wait until the project page lists file_name in both forms, HTML and PEP 691 JSON (the page service writes
+    one file, then the other); True, or an AssertionError that says what the pages last held."""
+    page = project_page(url, file_name)
+    wait_for(lambda: (page_text(page, credentials, cafile),
+                      page_text(page, credentials, cafile, headers={"Accept": "application/vnd.pypi.simple.v1+json"})),
+             seconds, f"{file_name} listed on {page} (HTML, JSON)", until=lambda forms: all(file_name in text
+                                                                                          for text in forms))
+    return True
 
 
 def basic_auth(credentials):
@@ -266,6 +302,11 @@ class BackgroundRequests:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+    @property
+    def running(self):
+        """Whether the loop still runs (it stops at its limit, its time, or the with-block's end)."""
+        return self._thread.is_alive()
 
     def _run(self):
         deadline = time.monotonic() + self.seconds

@@ -5,7 +5,7 @@ import time
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import basic_auth, http_status, status_from_inside
+from pypi_client import WAIT_SECONDS, basic_auth, http_status, status_from_inside, wait_for
 
 USER, PASSWORD = "carol", "carol-long-password"
 MAX_RETRY, BAN_SECONDS = 3, 20
@@ -24,16 +24,15 @@ WRONG = {"Authorization": basic_auth((USER, "a-wrong-password"))}
 
 @pytest.fixture(scope="module")
 def banned(host, server):
-    """This machine fails MAX_RETRY password checks, then waits (at most 15 s) to be refused."""
+    """This machine fails MAX_RETRY password checks, then waits (bounded) to be refused: fail2ban reads the log
+    on its own time, later still on a loaded machine."""
     result = run_playbook("site.yml", SETTINGS)
     assert result.returncode == 0, output(result)
     assert http_status(f"{server.url}/simple/", headers=GOOD) == 200
     for _ in range(MAX_RETRY):
         assert http_status(f"{server.url}/simple/", headers=WRONG) == 401
-    deadline = time.monotonic() + 15
-    while http_status(f"{server.url}/simple/", headers=GOOD) != 403:
-        assert time.monotonic() < deadline, "not banned 15 s after the failures"
-        time.sleep(0.5)
+    wait_for(lambda: http_status(f"{server.url}/simple/", headers=GOOD), what="this machine banned (403)",
+             until=lambda status: status == 403, pause=0.5)
     return time.monotonic()
 
 
@@ -52,7 +51,7 @@ def test_other_clients_are_unaffected(host, banned):
 
 
 def test_the_ban_lifts(banned, server):
-    deadline = banned + BAN_SECONDS + 15
-    while http_status(f"{server.url}/simple/", headers=GOOD) != 200:
-        assert time.monotonic() < deadline, f"still banned {BAN_SECONDS + 15} s after the ban"
-        time.sleep(1)
+    # After the ban time, plus fail2ban's own pace (slower on a loaded machine).
+    wait_for(lambda: http_status(f"{server.url}/simple/", headers=GOOD),
+             banned + BAN_SECONDS + WAIT_SECONDS - time.monotonic(), f"the ban ({BAN_SECONDS} s) lifted (200)",
+             until=lambda status: status == 200, pause=1)

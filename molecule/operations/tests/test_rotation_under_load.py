@@ -4,12 +4,11 @@ never seen half-written."""
 
 import json
 import threading
-import time
 import urllib.request
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import (BackgroundRequests, basic_auth, http_status, raw_upload_status, role_default,
+from pypi_client import (BackgroundRequests, basic_auth, http_status, raw_upload_status, role_default, wait_for,
                          wait_listed)
 
 # Read users need 32 characters; the same suffixes serve the upload users.
@@ -93,9 +92,12 @@ def test_rotation_under_load(host, private_index, server, workdir):
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     with _load(server.url, workdir) as load:
-        time.sleep(2)
+        # Requests before and after the rotation, not a fixed time (a loaded machine sends fewer in it).
+        wait_for(lambda: load.done, what="the load's first 20 requests", until=lambda done: done >= 20)
         rotated = run_playbook("rotate-upload-passwords.yml", users(NEW))
-        time.sleep(2)
+        after = load.done
+        wait_for(lambda: load.done, what="20 more requests after the rotation",
+                 until=lambda done: done >= min(after + 20, load.limit))
     host.run(f"touch {stop}")
     watcher.join(WATCH_SECONDS + 30)
 

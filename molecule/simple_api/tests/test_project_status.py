@@ -47,14 +47,14 @@ def test_status_agrees_in_html_and_json_quarantine_hides_the_files_and_archive_r
 
     first, again = set_status("deprecated", "Use <the new one>"), set_status("deprecated", "Use <the new one>")
     assert first.returncode == 0 and changed_count(again) == 0, output(first) + output(again)
-    assert wait_for(lambda: shows(server, "deprecated"))
+    wait_for(lambda: shows(server, "deprecated"), what="deprecated in both forms")
     html, page = forms(server)
     assert '<meta name="pypi:project-status-reason" content="Use &lt;the new one&gt;">' in html
     assert page["project-status"] == {"status": "deprecated", "reason": "Use <the new one>"}
     assert [entry["filename"] for entry in page["files"]] == sorted(path.name for path in files)
 
     assert set_status("quarantined", "Malware, advisory 42").returncode == 0
-    assert wait_for(lambda: shows(server, "quarantined"))
+    wait_for(lambda: shows(server, "quarantined"), what="quarantined in both forms")
     assert forms(server)[1]["files"] == [] and files[0].name not in forms(server)[0]
     # Nor is any file offered by its URL, which a lock file may hold.
     assert all(http_status(f"{server.url}/packages/{path.name}") == 404 for path in files)
@@ -63,14 +63,15 @@ def test_status_agrees_in_html_and_json_quarantine_hides_the_files_and_archive_r
         assert result.returncode != 0, (client, result.stdout + result.stderr)
 
     assert set_status("archived", "Kept for history").returncode == 0
-    assert wait_for(lambda: shows(server, "archived"))
+    wait_for(lambda: shows(server, "archived"), what="archived in both forms")
     late = make_package(tmp_path / "two", PROJECT, "2.0")
     refused = twine_upload(server.url, late, uploader["name"], uploader["password"])
     assert refused.returncode != 0 and "409" in refused.stdout + refused.stderr, refused.stdout + refused.stderr
     assert not server.host.file(f"{server.packages_dir}/{late[0].name}").exists
 
     assert set_status("active").returncode == 0
-    assert wait_for(lambda: "project-status" not in forms(server)[1] and "project-status" not in forms(server)[0])
+    wait_for(lambda: forms(server), what="no status in either form",
+             until=lambda both: "project-status" not in both[1] and "project-status" not in both[0])
     assert installs(server, tmp_path / "again", "pip").returncode == 0
     assert all(http_status(f"{server.url}/packages/{path.name}") == 200 for path in files)
 

@@ -197,9 +197,14 @@ def test_a_yanked_release_is_skipped_unless_pinned_and_unyanking_brings_it_back(
     # The marks, and their lines in the audit trail; a second run changes and records nothing.
     assert changed_count(first) == 2 and changed_count(again) == 0
     url = f"{server.url}/simple/{normalized(YANKY)}/"
-    assert wait_for(lambda: 'data-yanked="Broken &lt;build&gt;"' in page_text(url))
-    assert {entry["yanked"] for entry in json.loads(page_text(url, headers={"Accept": JSON_TYPE}))["files"]} == {
-        False, "Broken <build>"}
+    # The page service writes the HTML form, then the JSON one.
+    def yanked_in_both(forms):
+        html, page = forms
+        return ('data-yanked="Broken &lt;build&gt;"' in html
+                and {entry["yanked"] for entry in json.loads(page or "{}").get("files", [])} == {False, "Broken <build>"})
+
+    wait_for(lambda: (page_text(url), page_text(url, headers={"Accept": JSON_TYPE})), what="the yank in both forms",
+             until=yanked_in_both)
 
     python = fresh_venv(tmp_path / "client")
     index = ["--no-cache-dir", "--index-url", f"{server.url}/simple/"]
@@ -211,7 +216,7 @@ def test_a_yanked_release_is_skipped_unless_pinned_and_unyanking_brings_it_back(
 
     back = yank({**yanked, "pypi_index_release_yank_state": "unyanked"})
     assert back.returncode == 0 and changed_count(back) == 2, output(back)
-    assert wait_for(lambda: "data-yanked" not in page_text(url))
+    wait_for(lambda: page_text(url), what="the yank gone from the page", until=lambda page: "data-yanked" not in page)
 
     audit = [json.loads(line) for line in server.host.check_output("cat /var/log/pypi-index/audit.log").splitlines()]
     recorded = [(event["event"], event.get("reason")) for event in audit
@@ -233,11 +238,21 @@ def test_a_removed_release_leaves_the_pages_and_the_roots(server, published):
     # The marks, and their lines in the audit trail; a second run changes and records nothing.
     assert changed_count(first) == 2 and changed_count(again) == 0
     url = f"{server.url}/simple/{normalized(YANKY)}/"
-    assert wait_for(lambda: f"{YANKY}-1.0" not in page_text(url) and f"{YANKY}-1.1" in page_text(url))
+    wait_for(lambda: page_text(url), what=f"{YANKY} 1.0 gone from the page, 1.1 still on it",
+             until=lambda page: f"{YANKY}-1.0" not in page and f"{YANKY}-1.1" in page)
     for path in published[YANKY][:2]:
         assert not server.host.file(f"{server.packages_dir}/{path.name}").exists
         assert not server.host.file(f"/srv/pypi-index/uploads/{path.name}").exists
         assert http_response(f"{server.url}/packages/{path.name}")[0] == 404
+
+
+def pages_settled(server, uploader, tmp_path, name):
+    """Upload a small package and wait until it is listed: the page service has then built from the roots as
+    they were after what came before, so a file left there would be listed by now too. (A pause instead would
+    prove nothing on a loaded machine, where the service may come later.)"""
+    result = twine_upload(server.url, make_package(tmp_path / name, name, "1.0"), uploader["name"],
+                          uploader["password"])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_an_upload_to_a_full_root_is_refused_and_leaves_nothing(server, published, uploader, tmp_path):
@@ -249,12 +264,12 @@ def test_an_upload_to_a_full_root_is_refused_and_leaves_nothing(server, publishe
     assert raw_upload_status(server.url, big, (uploader["name"], uploader["password"])) == 507
     left = server.host.check_output("ls -A /srv/pypi-index/uploads")
     assert name not in left and ".part" not in left, left
-    time.sleep(1.5)
+    pages_settled(server, uploader, tmp_path, f"sa_after_full_{STAMP}")
     assert http_response(f"{server.url}/simple/sa-full-{STAMP}/")[0] == 404
     assert f"sa-full-{STAMP}" not in page_text(f"{server.url}/simple/")
 
 
-def test_an_upload_whose_client_goes_away_half_way_leaves_nothing(server, published, uploader):
+def test_an_upload_whose_client_goes_away_half_way_leaves_nothing(server, published, uploader, tmp_path):
     name = f"sa_gone_{STAMP}-1.0.tar.gz"
     body, headers = upload_form(name, os.urandom(1 << 20), (uploader["name"], uploader["password"]))
     address = urllib.parse.urlsplit(server.url)
@@ -269,9 +284,9 @@ def test_an_upload_whose_client_goes_away_half_way_leaves_nothing(server, publis
         return [status for request, status, *_ in requests_since(server, offset) if request == "POST / HTTP/1.1"]
 
     # Apache logged the POST past the password check (not 401 or 403): pypiserver read what came.
-    statuses = wait_for(posts)
-    assert statuses and statuses[0] not in ("401", "403"), statuses
-    time.sleep(1.5)
+    statuses = wait_for(posts, what="the POST in the access log")
+    assert statuses[0] not in ("401", "403"), statuses
+    pages_settled(server, uploader, tmp_path, f"sa_after_gone_{STAMP}")
     left = server.host.check_output("ls -A /srv/pypi-index/uploads")
     assert name not in left and ".part" not in left, left
     assert http_response(f"{server.url}/simple/sa-gone-{STAMP}/")[0] == 404
