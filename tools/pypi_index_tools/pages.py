@@ -39,7 +39,7 @@ from pathlib import Path
 from pypiserver.backend import listdir, valid_packages
 from pypiserver.pkg_helpers import guess_pkgname_and_version, is_listed_path, normalize_pkgname
 
-from pypi_index_tools import files, render
+from pypi_index_tools import files, metrics, render
 
 # inotify(7): what makes a package appear, change or go; a directory, or
 # events the kernel had to drop, mean that everything is listed again.
@@ -471,13 +471,31 @@ def mark_built(out):
     write(Path(out) / BUILT, f"{time.time_ns()}\n")
 
 
-def watch(out, state, roots, algo, metadata, namespaces=()):
+def record_build(path, pages, began):
+    """Tell monitoring, if given a metrics file, that a build (begun at `began`) ended: when, how long it took,
+    what it listed."""
+    ended = time.time()
+    if path is not None:
+        write(path, metrics.text([
+            metrics.family("pypi_index_pages_built_timestamp_seconds", "When the page service last ended a build.",
+                           [(None, ended)]),
+            metrics.family("pypi_index_pages_build_duration_seconds", "How long the page service's last build took.",
+                           [(None, ended - began)]),
+            metrics.family("pypi_index_projects", "Projects the pages list.", [(None, len(pages.projects))]),
+            metrics.family("pypi_index_files", "Files the pages list.",
+                           [(None, sum(len(entries) for entries in pages.projects.values()))]),
+        ]))
+
+
+def watch(out, state, roots, algo, metadata, namespaces=(), metrics_path=None):
     """Build, then rebuild what changed after every burst of changes in the roots. A change of the namespaces
     restarts the service (the pypi_index role)."""
     descriptor, watches = inotify(roots)
     pages = Pages(out, state, roots, algo, metadata, namespaces)
+    began = time.time()
     pages.build_all()
     mark_built(out)
+    record_build(metrics_path, pages, began)
     unsaved = False
     while True:
         if not select.select([descriptor], [], [], SAVE_AFTER_SECONDS if unsaved else None)[0]:
@@ -488,11 +506,13 @@ def watch(out, state, roots, algo, metadata, namespaces=()):
         changed = drain(descriptor, watches, set())
         while time.monotonic() < deadline and select.select([descriptor], [], [], QUIET_SECONDS)[0]:
             changed = drain(descriptor, watches, changed)
+        began = time.time()
         if changed is None:
             pages.build_all()
         else:
             pages.update(changed)
         mark_built(out)
+        record_build(metrics_path, pages, began)
         unsaved = changed is not None
 
 
@@ -507,12 +527,14 @@ def main():
     parser.add_argument("--if-changed", action="store_true",
                         help="build only if the roots, the settings or this code changed since the last build")
     parser.add_argument("--rules", type=Path, help="the publish rules (publish.py), for PEP 752's namespaces")
+    parser.add_argument("--metrics", type=Path,
+                        help="with --watch, the file that holds each build's time, duration and counts (metrics.py)")
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
 
     namespaces = namespaces_from(args.rules)
     if args.watch:
-        watch(args.out, args.state, args.roots, args.hash_algo, args.metadata, namespaces)
+        watch(args.out, args.state, args.roots, args.hash_algo, args.metadata, namespaces, args.metrics)
     else:
         build_all(args.out, args.state, args.roots, args.hash_algo, args.metadata, namespaces, args.if_changed)
 

@@ -30,6 +30,7 @@ reload; reads never come here.
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -38,8 +39,9 @@ from pypiserver.backend import BackendProxy
 from pypiserver.bottle_wrapper import HTTPError, request
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
+from pypi_index_tools import metrics
 from pypi_index_tools.audit import Audit, Hashing
-from pypi_index_tools.pages import STATUS, covers, read_status
+from pypi_index_tools.pages import STATUS, covers, read_status, write
 
 
 def in_scope(token, project):
@@ -146,12 +148,13 @@ class Rules:
 class PublishRights(BackendProxy):
     """A backend that refuses, with 409, an upload or removal its uploader holds no grant for (403 outside the
     scope of the upload token used), and records every upload and removal it does or refuses in the audit
-    trail."""
+    trail, and, given a metrics file, when the last upload was stored."""
 
-    def __init__(self, wraps, rules_path, audit_path):
+    def __init__(self, wraps, rules_path, audit_path, metrics_path=None):
         super().__init__(wraps)
         self.rules = Rules(rules_path)
         self.audit = Audit(audit_path)
+        self.metrics_path = metrics_path
 
     def add_package(self, filename, fh):
         event = self.event("upload", filename)
@@ -163,6 +166,12 @@ class PublishRights(BackendProxy):
             self.audit.record(**event, status=error.status_code, reason=error.body)
             raise
         self.audit.record(**event, status=200, sha256=hashing.sha256.hexdigest())
+        if self.metrics_path is not None:
+            # Apart from the page service's figures: it is what tells an
+            # upload the pages do not list yet.
+            write(self.metrics_path, metrics.text([metrics.family(
+                "pypi_index_last_upload_timestamp_seconds", "When the index last stored an upload.",
+                [(None, time.time())])]))
 
     def check_upload(self, filename):
         """Raise the refusal of this upload, if any: no grant, its project's status, or a first upload's
@@ -224,7 +233,9 @@ class PublishRights(BackendProxy):
             raise HTTPError(403, f"{not_done}: the token {token['name']} is scoped to {scope}.")
 
 
-def use_publish_rights(config, rules_path, audit_path):
-    """Give a pypiserver configuration the grant check and the audit trail (after any other backend is set)."""
-    config.backend = PublishRights(config.backend, os.fspath(rules_path), os.fspath(audit_path))
+def use_publish_rights(config, rules_path, audit_path, metrics_path=None):
+    """Give a pypiserver configuration the grant check and the audit trail (after any other backend is set), and
+    the last upload's time in metrics_path, if given."""
+    config.backend = PublishRights(config.backend, os.fspath(rules_path), os.fspath(audit_path),
+                                   None if metrics_path is None else Path(metrics_path))
     return config

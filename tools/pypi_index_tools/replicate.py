@@ -42,6 +42,8 @@ import threading
 import time
 from pathlib import Path
 
+from pypi_index_tools import metrics
+from pypi_index_tools.metrics import family
 from pypi_index_tools.pages import BUILT, drain, inotify, log, write
 
 MARK = ".in-sync"
@@ -145,37 +147,30 @@ class Metrics:
         except (OSError, ValueError):
             return None
 
-    def text(self):
-        built = self.newest_build()
-        lines = [
-            "# HELP pypi_index_replica_last_pass_timestamp_seconds When the last complete pass to the replica began"
-            " (0: none since the push service started).",
-            "# TYPE pypi_index_replica_last_pass_timestamp_seconds gauge",
-            *(f'pypi_index_replica_last_pass_timestamp_seconds{{replica="{name}"}} {last or 0:.3f}'
-              for name, (last, _) in sorted(self.passes.items())),
-            "# HELP pypi_index_replica_last_pass_ok Whether the last pass to the replica succeeded.",
-            "# TYPE pypi_index_replica_last_pass_ok gauge",
-            *(f'pypi_index_replica_last_pass_ok{{replica="{name}"}} {int(ok)}'
-              for name, (_, ok) in sorted(self.passes.items())),
-            "# HELP pypi_index_replica_lag_seconds How much older the replica's copy is than the primary's newest"
-            " build (0: its last complete pass began after that build).",
-            "# TYPE pypi_index_replica_lag_seconds gauge",
+    def families(self):
+        passes = sorted(self.passes.items())
+        families = [
+            family("pypi_index_replica_last_pass_timestamp_seconds",
+                   "When the last complete pass to the replica began (0: none since the push service started).",
+                   [({"replica": name}, last or 0) for name, (last, _) in passes]),
+            family("pypi_index_replica_last_pass_ok", "Whether the last pass to the replica succeeded.",
+                   [({"replica": name}, int(ok)) for name, (_, ok) in passes]),
         ]
+        built = self.newest_build()
         if built is not None:
-            lines += [f'pypi_index_replica_lag_seconds{{replica="{name}"}} {max(0.0, built - (last or 0)):.3f}'
-                      for name, (last, _) in sorted(self.passes.items())]
-            lines += ["# HELP pypi_index_pages_built_timestamp_seconds When the primary's page service last ended"
-                      " a build.",
-                      "# TYPE pypi_index_pages_built_timestamp_seconds gauge",
-                      f"pypi_index_pages_built_timestamp_seconds {built:.3f}"]
-        return "\n".join(lines) + "\n"
+            families.append(family(
+                "pypi_index_replica_lag_seconds",
+                "How much older the replica's copy is than the primary's newest build (0: its last complete pass"
+                " began after that build).",
+                [({"replica": name}, max(0.0, built - (last or 0))) for name, (last, _) in passes]))
+        return families
 
     def record(self, replica, last, ok):
         """A pass ended: the replica's last complete pass (None: none yet) and whether this one succeeded."""
         with self.lock:
             self.passes[replica] = (last, ok)
             if self.path is not None:
-                write(self.path, self.text())
+                write(self.path, metrics.text(self.families()))
 
 
 class Replica(threading.Thread):

@@ -369,6 +369,18 @@ def test_the_watcher_records_what_its_updates_built_so_a_later_run_if_changed_bu
     assert "foo-1.1.tar.gz" in (site["out"] / "foo" / "index.html").read_text()
 
 
+def test_a_build_tells_monitoring_when_it_ended_how_long_it_took_and_what_it_listed(site, watched, tmp_path):
+    metrics = tmp_path / "pages.prom"
+    began = time.time() - 1.5
+
+    pages_module.record_build(metrics, watched, began)
+
+    values = dict(line.split() for line in metrics.read_text().splitlines() if not line.startswith("#"))
+    assert began + 1.5 - 0.01 <= float(values["pypi_index_pages_built_timestamp_seconds"]) <= time.time() + 0.001
+    assert 1.5 <= float(values["pypi_index_pages_build_duration_seconds"]) < 60
+    assert (float(values["pypi_index_projects"]), float(values["pypi_index_files"])) == (2, 2)
+
+
 def test_a_build_stamps_the_pages_built_only_once_every_page_is_written(site):
     add(site["roots"][0], "foo-1.0.tar.gz")
 

@@ -4,6 +4,7 @@ upstream has (409) or while the upstream cannot be asked (503); new rules apply 
 
 import hashlib
 import json
+import time
 
 import pytest
 from upload_app import Upstream, closed_port, has_page, index, remove, rewrite, rules, upload, upstream  # noqa: F401
@@ -115,6 +116,21 @@ def test_every_upload_stored_or_refused_is_in_the_audit_trail_with_no_secret(ind
     assert (refused["user"], refused["status"]) == ("bob", 409)
     assert "in the namespace acme, and bob holds no grant" in refused["reason"]
     assert "unchecked-here" not in (tmp_path / "audit.log").read_text()
+
+
+def test_a_stored_upload_and_no_refused_one_gives_the_last_upload_time_to_monitoring(index, tmp_path):
+    url, _, _, _ = index
+    metrics = tmp_path / "uploads.prom"
+    assert upload(url, "bob", "acme_tool-2.0.tar.gz", b"bob's")[0] == 409
+    assert not metrics.exists()
+
+    before = time.time()
+    assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"alice's")[0] == 200
+
+    line = metrics.read_text().splitlines()[-1]
+    name, value = line.split()
+    assert name == "pypi_index_last_upload_timestamp_seconds"
+    assert before - 0.001 <= float(value) <= time.time() + 0.001
 
 
 def test_a_removal_needs_the_same_grant_as_an_upload_and_is_in_the_audit_trail(index, tmp_path):

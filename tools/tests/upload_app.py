@@ -94,7 +94,7 @@ def index(tmp_path, rules, upstream):
     pages.mkdir()
     rewrite(rules, 0, roots=[str(root)], pages=str(pages), upstream={"url": upstream, "ca": None, "timeout": 2})
     config = Config.default_with_overrides(roots=[root], password_file=".", authenticate=[])
-    config = use_publish_rights(use_pages(config, pages), rules, tmp_path / "audit.log")
+    config = use_publish_rights(use_pages(config, pages), rules, tmp_path / "audit.log", tmp_path / "uploads.prom")
     app = pypiserver.setup_routes_from_config(pypiserver.app_from_config(config), config)
     app = Apache(use_tokens(app, config, tmp_path / "tokens.json"))
     server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
