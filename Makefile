@@ -51,14 +51,27 @@ lint: setup
 
 # The host tools' unit tests: seconds, no Docker. The replication tests run
 # rsync (Debian's), as the primary does. Then the vhost, rendered for each
-# test inventory on this machine, against tests/vhost/expected/, and the
-# pass-through's page filter, run by Debian's jq as Apache runs it.
-unit: setup /usr/bin/rsync /usr/bin/jq
+# test inventory on this machine, against tests/vhost/expected/, the
+# pass-through's page filter, run by Debian's jq as Apache runs it, and the
+# alert rules, by Debian's promtool.
+PROMTOOL := $(CURDIR)/.cache/prometheus/usr/bin/promtool
+
+unit: setup /usr/bin/rsync /usr/bin/jq $(PROMTOOL)
 	cd tools && python -m pytest -q
-	python -m pytest -q -p no:cacheprovider tests
+	PROMTOOL=$(PROMTOOL) python -m pytest -q -p no:cacheprovider tests
 
 /usr/bin/rsync /usr/bin/jq:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(notdir $@)
+
+# promtool from Debian's prometheus package, unpacked, not installed: no
+# Prometheus server needs to run on this machine.
+$(PROMTOOL):
+	mkdir -p .cache/prometheus-deb
+	apt-get update -qq
+	cd .cache/prometheus-deb && apt-get download prometheus
+	dpkg-deb -x .cache/prometheus-deb/prometheus_*.deb .cache/prometheus
+	rm -rf .cache/prometheus-deb
+	test -x $@
 
 # The roles' variable tables, from their argument specs.
 docs: setup

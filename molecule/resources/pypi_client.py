@@ -254,6 +254,30 @@ except urllib.error.HTTPError as error:
     return int(host.check_output("python3 -c %s", script))
 
 
+def get_from_inside(host, url):
+    """(status, body) of a GET of any URL sent from inside a host, by its own python3."""
+    script = f"""
+import json, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen({url!r}, timeout=30) as answer:
+        print(json.dumps([answer.status, answer.read().decode()]))
+except urllib.error.HTTPError as error:
+    print(json.dumps([error.code, ""]))
+"""
+    return tuple(json.loads(host.check_output("python3 -c %s", script)))
+
+
+def metrics(text):
+    """{(name, labels text): value} of a Prometheus text page."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            name, _, labels = series.partition("{")
+            samples[(name, labels.rstrip("}"))] = float(value)
+    return samples
+
+
 def upload_from_inside(host, filename, credentials):
     """Status of an upload sent from inside the index host itself; pypiserver only reads the name."""
     body, headers = upload_form(filename, b"not really a tarball", credentials)

@@ -24,8 +24,9 @@ import pytest
 import testinfra
 import yaml
 from playbooks import changed_count, output, run_playbook
-from pypi_client import (WAIT_SECONDS, BackgroundRequests, demo_users, http_status, make_package, page_text,
-                         raw_upload_status, role_default, twine_upload, upload_from_inside, wait_for)
+from pypi_client import (WAIT_SECONDS, BackgroundRequests, demo_users, get_from_inside, http_status, make_package,
+                         metrics, page_text, raw_upload_status, role_default, twine_upload, upload_from_inside,
+                         wait_for)
 
 PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
                                          "pypi-cluster-lb")
@@ -39,6 +40,8 @@ RETRY_PAUSE = MOVE_SECONDS + 1
 # In no group of the scenario's inventory: the tests add it.
 NEW_REPLICA = "pypi-cluster-replica3"
 REPLICAS = (REPLICA1, REPLICA2)
+# Where every host serves its metrics (pypi_metrics_port).
+METRICS_PORT = 9190
 BALANCER_PORT = 18447
 CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "balancer-tls" / "server.crt"
 URL = f"https://localhost:{BALANCER_PORT}"
@@ -272,6 +275,53 @@ def test_an_upload_through_the_balancer_is_on_every_replica_within_the_push_boun
             assert host(name).file(f"{PACKAGES}/{path.name}").sha256sum == hashlib.sha256(path.read_bytes()).hexdigest()
     print(f"\nlisted on both replicas {time.monotonic() - uploaded:.2f} s after twine saw it listed"
           f" (bound {PUSH_SECONDS} s)")
+
+
+def metrics_inside(name, path="node"):
+    """The samples a host's metrics port (pypi_metrics) serves at /<path>/metrics, asked on the host itself."""
+    status, text = get_from_inside(host(name), f"http://127.0.0.1:{METRICS_PORT}/{path}/metrics")
+    assert status == 200, f"{name} /{path}/metrics: {status}"
+    return metrics(text)
+
+
+def test_after_a_push_the_primary_tells_monitoring_each_replica_s_last_pass_and_no_lag(workdir):
+    """Read from the primary's node exporter (the push service's replication.prom): once a pass began after the
+    newest build, each replica's lag is 0 and its last pass is newer than that build."""
+    uploaded = time.time()
+    files = upload(workdir, "measured", "1.0")
+    for name in REPLICAS:
+        wait_listed_inside(name, files[-1].name)
+
+    def by_replica(samples, metric):
+        return {labels: value for (name, labels), value in samples.items() if name == metric}
+
+    def caught_up(samples):
+        lags = by_replica(samples, "pypi_index_replica_lag_seconds")
+        return len(lags) == len(REPLICAS) and set(lags.values()) == {0}
+
+    samples = wait_for(lambda: metrics_inside(PRIMARY), what="every replica's lag 0", until=caught_up, pause=1)
+
+    built = samples[("pypi_index_pages_built_timestamp_seconds", "")]
+    assert built >= uploaded
+    assert set(by_replica(samples, "pypi_index_replica_last_pass_ok").values()) == {1}
+    assert min(by_replica(samples, "pypi_index_replica_last_pass_timestamp_seconds").values()) >= built
+
+
+def test_a_balancer_serves_its_metrics_to_itself_and_403_to_an_address_not_allowed():
+    """HAProxy's own exporter sees every node in the read pool, node exporter answers through HAProxy, and the
+    client container (no monitor, not in pypi_metrics_allow) gets 403 from the balancer and from a node."""
+    haproxy = metrics_inside(BALANCER, "haproxy")
+    assert haproxy[("haproxy_backend_active_servers", 'proxy="pypi_index_read"')] == 1 + len(REPLICAS)
+    assert ("node_load1", "") in metrics_inside(BALANCER)
+
+    client = host(CLIENT)
+    # Its address on the clients' network (host_vars: 10.237.0.0/24), the one network the client is on.
+    balancer_address = next(address for address in network_facts(BALANCER)["ansible_all_ipv4_addresses"]
+                            if address.startswith("10.237.0.") and address != FLOATING)
+    for path in ("haproxy", "node"):
+        assert get_from_inside(client, f"http://{balancer_address}:{METRICS_PORT}/{path}/metrics") == (403, "")
+    node_address = network_facts(REPLICA1)["ansible_default_ipv4"]["address"]
+    assert get_from_inside(host(BALANCER), f"http://{node_address}:{METRICS_PORT}/node/metrics") == (403, "")
 
 
 def test_a_replica_has_no_upload_path_and_builds_no_page():
