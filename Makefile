@@ -52,26 +52,29 @@ lint: setup
 # The host tools' unit tests: seconds, no Docker. The replication tests run
 # rsync (Debian's), as the primary does. Then the vhost, rendered for each
 # test inventory on this machine, against tests/vhost/expected/, the
-# pass-through's page filter, run by Debian's jq as Apache runs it, and the
-# alert rules, by Debian's promtool.
+# pass-through's page filter, run by Debian's jq as Apache runs it, the
+# alert rules, by Debian's promtool, and the mtail programs, by Debian's mtail.
 PROMTOOL := $(CURDIR)/.cache/prometheus/usr/bin/promtool
+MTAIL := $(CURDIR)/.cache/mtail/usr/bin/mtail
 
-unit: setup /usr/bin/rsync /usr/bin/jq $(PROMTOOL)
+unit: setup /usr/bin/rsync /usr/bin/jq $(PROMTOOL) $(MTAIL)
 	cd tools && python -m pytest -q
-	PROMTOOL=$(PROMTOOL) python -m pytest -q -p no:cacheprovider tests
+	PROMTOOL=$(PROMTOOL) MTAIL=$(MTAIL) python -m pytest -q -p no:cacheprovider tests
 
 /usr/bin/rsync /usr/bin/jq:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(notdir $@)
 
-# promtool from Debian's prometheus package, unpacked, not installed: no
-# Prometheus server needs to run on this machine.
-$(PROMTOOL):
-	mkdir -p .cache/prometheus-deb
+# promtool and mtail from Debian's packages, unpacked, not installed: no
+# server needs to run on this machine.
+$(PROMTOOL) $(MTAIL):
+	rm -rf .cache/$(PACKAGE)-deb && mkdir -p .cache/$(PACKAGE)-deb
 	apt-get update -qq
-	cd .cache/prometheus-deb && apt-get download prometheus
-	dpkg-deb -x .cache/prometheus-deb/prometheus_*.deb .cache/prometheus
-	rm -rf .cache/prometheus-deb
+	cd .cache/$(PACKAGE)-deb && apt-get download $(PACKAGE)
+	dpkg-deb -x .cache/$(PACKAGE)-deb/$(PACKAGE)_*.deb .cache/$(PACKAGE)
+	rm -rf .cache/$(PACKAGE)-deb
 	test -x $@
+$(PROMTOOL): PACKAGE := prometheus
+$(MTAIL): PACKAGE := mtail
 
 # The roles' variable tables, from their argument specs.
 docs: setup

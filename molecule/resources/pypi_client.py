@@ -267,6 +267,17 @@ except urllib.error.HTTPError as error:
     return tuple(json.loads(host.check_output("python3 -c %s", script)))
 
 
+# Where every host serves its metrics (pypi_metrics_port).
+METRICS_PORT = 9190
+
+
+def metrics_from_inside(host, exporter="node"):
+    """The samples a host's metrics port (pypi_metrics) serves at /<exporter>/metrics, asked on the host itself."""
+    status, text = get_from_inside(host, f"http://127.0.0.1:{METRICS_PORT}/{exporter}/metrics")
+    assert status == 200, f"/{exporter}/metrics answered {status}"
+    return metrics(text)
+
+
 def metrics(text):
     """{(name, labels text): value} of a Prometheus text page."""
     samples = {}

@@ -24,9 +24,9 @@ import pytest
 import testinfra
 import yaml
 from playbooks import changed_count, output, run_playbook
-from pypi_client import (WAIT_SECONDS, BackgroundRequests, demo_users, get_from_inside, http_status, make_package,
-                         metrics, page_text, raw_upload_status, role_default, twine_upload, upload_from_inside,
-                         wait_for)
+from pypi_client import (METRICS_PORT, WAIT_SECONDS, BackgroundRequests, demo_users, get_from_inside, http_status,
+                         make_package, metrics_from_inside, page_text, raw_upload_status, role_default, twine_upload,
+                         upload_from_inside, wait_for)
 
 PRIMARY, REPLICA1, REPLICA2, BALANCER = ("pypi-cluster-primary", "pypi-cluster-replica1", "pypi-cluster-replica2",
                                          "pypi-cluster-lb")
@@ -40,8 +40,6 @@ RETRY_PAUSE = MOVE_SECONDS + 1
 # In no group of the scenario's inventory: the tests add it.
 NEW_REPLICA = "pypi-cluster-replica3"
 REPLICAS = (REPLICA1, REPLICA2)
-# Where every host serves its metrics (pypi_metrics_port).
-METRICS_PORT = 9190
 BALANCER_PORT = 18447
 CA = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "balancer-tls" / "server.crt"
 URL = f"https://localhost:{BALANCER_PORT}"
@@ -277,13 +275,6 @@ def test_an_upload_through_the_balancer_is_on_every_replica_within_the_push_boun
           f" (bound {PUSH_SECONDS} s)")
 
 
-def metrics_inside(name, path="node"):
-    """The samples a host's metrics port (pypi_metrics) serves at /<path>/metrics, asked on the host itself."""
-    status, text = get_from_inside(host(name), f"http://127.0.0.1:{METRICS_PORT}/{path}/metrics")
-    assert status == 200, f"{name} /{path}/metrics: {status}"
-    return metrics(text)
-
-
 def test_after_a_push_the_primary_tells_monitoring_each_replica_s_last_pass_and_no_lag(workdir):
     """Read from the primary's node exporter (the push service's replication.prom): once a pass began after the
     newest build, each replica's lag is 0 and its last pass is newer than that build."""
@@ -299,7 +290,7 @@ def test_after_a_push_the_primary_tells_monitoring_each_replica_s_last_pass_and_
         lags = by_replica(samples, "pypi_index_replica_lag_seconds")
         return len(lags) == len(REPLICAS) and set(lags.values()) == {0}
 
-    samples = wait_for(lambda: metrics_inside(PRIMARY), what="every replica's lag 0", until=caught_up, pause=1)
+    samples = wait_for(lambda: metrics_from_inside(host(PRIMARY)), what="every replica's lag 0", until=caught_up, pause=1)
 
     built = samples[("pypi_index_pages_built_timestamp_seconds", "")]
     assert built >= uploaded
@@ -310,9 +301,9 @@ def test_after_a_push_the_primary_tells_monitoring_each_replica_s_last_pass_and_
 def test_a_balancer_serves_its_metrics_to_itself_and_403_to_an_address_not_allowed():
     """HAProxy's own exporter sees every node in the read pool, node exporter answers through HAProxy, and the
     client container (no monitor, not in pypi_metrics_allow) gets 403 from the balancer and from a node."""
-    haproxy = metrics_inside(BALANCER, "haproxy")
+    haproxy = metrics_from_inside(host(BALANCER), "haproxy")
     assert haproxy[("haproxy_backend_active_servers", 'proxy="pypi_index_read"')] == 1 + len(REPLICAS)
-    assert ("node_load1", "") in metrics_inside(BALANCER)
+    assert ("node_load1", "") in metrics_from_inside(host(BALANCER))
 
     client = host(CLIENT)
     # Its address on the clients' network (host_vars: 10.237.0.0/24), the one network the client is on.

@@ -6,9 +6,7 @@ import ssl
 import time
 
 import pytest
-from pypi_client import get_from_inside, make_package, metrics, twine_upload, wait_for
-
-PORT = 9190
+from pypi_client import METRICS_PORT, get_from_inside, make_package, metrics_from_inside, twine_upload, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +21,7 @@ def uploaded_at(index, uploader, tmp_path_factory):
 def node_metrics(host, wanted=bool, what="node exporter's samples"):
     """The node exporter's samples from the host's metrics port, once `wanted` holds of them (the page service
     writes its figures after its build, which follows an upload by a second or so)."""
-    def samples():
-        status, text = get_from_inside(host, f"http://127.0.0.1:{PORT}/node/metrics")
-        assert status == 200
-        return metrics(text)
-    return wait_for(samples, what=what, until=wanted, pause=1)
+    return wait_for(lambda: metrics_from_inside(host), what=what, until=wanted, pause=1)
 
 
 def test_the_page_service_counts_every_file_and_project_it_lists(host, index, uploaded_at):
@@ -55,10 +49,7 @@ def test_the_certificate_expiry_is_the_served_certificate_s(host, index):
 
 
 def test_the_apache_exporter_reads_apache(host):
-    status, text = get_from_inside(host, f"http://127.0.0.1:{PORT}/apache/metrics")
-
-    assert status == 200
-    assert metrics(text)[("apache_up", "")] == 1
+    assert metrics_from_inside(host, "apache")[("apache_up", "")] == 1
 
 
 def address(host):
@@ -69,14 +60,29 @@ def other(host, name):
     return host.get_host(f"ansible://{name}", ansible_inventory=host.backend.ansible_inventory)
 
 
-@pytest.mark.parametrize("path", ["node", "apache"])
+def test_the_package_root_s_disk_space_is_measured(host, index, uploaded_at):
+    host.run_expect([0], "systemctl start pypi-metrics-directory-size.service")
+    used = int(host.check_output(f"du --block-size=1 --summarize {index.packages_dir}").split()[0])
+
+    samples = node_metrics(host)
+    assert samples[("pypi_index_directory_size_bytes", f'directory="{index.packages_dir}"')] == used
+
+
+def test_mtail_serves_the_pass_through_s_and_the_bans_counters(host):
+    samples = metrics_from_inside(host, "mtail")
+
+    assert {"pypi_index_upstream_requests_total", "pypi_index_upstream_errors_total",
+            "pypi_index_bans_total"} <= {name for name, _ in samples}
+
+
+@pytest.mark.parametrize("path", ["node", "apache", "mtail"])
 def test_the_monitor_may_read_the_metrics_port_and_another_address_gets_403(host, path):
     """The Debian 13 host is no monitor and no allowed address: it gets 403 from the Debian 12 host (the
     monitor), which reads the Debian 13 host's metrics."""
     if host.backend.host == "pypi-index-debian12":
         stranger = other(host, "pypi-index-debian13")
-        assert get_from_inside(stranger, f"http://{address(host)}:{PORT}/{path}/metrics") == (403, "")
+        assert get_from_inside(stranger, f"http://{address(host)}:{METRICS_PORT}/{path}/metrics") == (403, "")
     else:
         monitor = other(host, "pypi-index-debian12")
-        status, text = get_from_inside(monitor, f"http://{address(host)}:{PORT}/{path}/metrics")
+        status, text = get_from_inside(monitor, f"http://{address(host)}:{METRICS_PORT}/{path}/metrics")
         assert status == 200 and "# TYPE" in text

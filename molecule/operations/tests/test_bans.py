@@ -5,7 +5,7 @@ import time
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import WAIT_SECONDS, basic_auth, http_status, status_from_inside, wait_for
+from pypi_client import WAIT_SECONDS, basic_auth, http_status, metrics_from_inside, status_from_inside, wait_for
 
 USER, PASSWORD = "carol", "carol-long-password"
 MAX_RETRY, BAN_SECONDS = 3, 20
@@ -39,6 +39,13 @@ def banned(host, server):
 def test_fail2ban_decides_the_ban(host, banned):
     status = host.check_output("fail2ban-client status pypi-index")
     assert "Currently banned:\t1" in status, status
+
+
+def test_monitoring_counts_the_ban(host, banned):
+    """mtail (pypi_metrics) counts it from fail2ban's log; this machine is the one address banned here."""
+    bans = ("pypi_index_bans_total", "")
+    wait_for(lambda: metrics_from_inside(host, "mtail"), what="the ban counted",
+             until=lambda samples: samples[bans] >= 1, pause=1)
 
 
 def test_banned_address_is_refused_even_with_the_right_password(banned, server):

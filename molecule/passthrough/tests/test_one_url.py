@@ -11,8 +11,8 @@ import time
 
 import pytest
 from playbooks import output, run_playbook
-from pypi_client import (client_env, fresh_venv, http_response, make_package, page_text, pip, role_default, run,
-                         twine_upload, wait_for)
+from pypi_client import (client_env, fresh_venv, http_response, make_package, metrics_from_inside, page_text, pip,
+                         role_default, run, twine_upload, wait_for)
 from stand_in import HOST_VARS, publish_upstream, upstream_requests
 
 PRIVATE = "corp_app"
@@ -167,6 +167,7 @@ def test_upstream_down_costs_only_uncached_public_projects(server, uploader, pri
     # freshness lifetime they are stale, and served so while the upstream fails.
     # (A pause that only lets the entries age: a slower machine ages them more.)
     time.sleep(PAGE_TTL + 1)
+    before = metrics_from_inside(server.host, "mtail")
     upstream.run("systemctl stop pypi-upstream")
     try:
         python = fresh_venv(tmp_path / "offline")
@@ -186,6 +187,17 @@ def test_upstream_down_costs_only_uncached_public_projects(server, uploader, pri
         assert failed_in < UPSTREAM_TIMEOUT + 10, failed_in
         assert http_response(f"{server.url}/simple/corp-app/")[0] == 200
 
+        # Monitoring counted the upstream's failures (mtail, from the
+        # pass-through's log): the uncached name's 5xx at least, and the
+        # stale copies served, whose Warning 111 mod_cache logs.
+        errors = ("pypi_index_upstream_errors_total", "")
+        after = wait_for(lambda: metrics_from_inside(server.host, "mtail"), what="the upstream's failures counted",
+                         until=lambda samples: samples[errors] >= before[errors] + 1, pause=1)
+        requests = ("pypi_index_upstream_requests_total", "")
+        print(f"upstream down: {after[errors] - before[errors]:.0f} failures counted"
+              f" of {after[requests] - before[requests]:.0f} pass-through requests")
+        assert after[requests] - before[requests] >= after[errors] - before[errors]
+
         # A first upload cannot be checked against the upstream: refused, and it says why.
         files = make_package(tmp_path / "unchecked", "unchecked_app", "1.0")
         refused = twine_upload(server.url, files, uploader["name"], uploader["password"])
@@ -200,6 +212,14 @@ def test_cache_is_bounded_by_the_cache_cleaner(server):
     assert cleaner.is_running and cleaner.is_enabled
     assert " -l 1M" in host.check_output("ps -o args= -C htcacheclean")
     assert host.check_output("find /var/cache/apache2/mod_cache_disk -type f | wc -l") != "0"
+
+
+def test_the_cache_s_disk_space_is_measured_for_monitoring(server):
+    server.host.run_expect([0], "systemctl start pypi-metrics-directory-size.service")
+    size = metrics_from_inside(server.host)[("pypi_index_directory_size_bytes",
+                                             'directory="/var/cache/apache2/mod_cache_disk"')]
+    # Something is cached, and the cleaner's 1 MiB bound (host_vars) holds, give or take its directories.
+    assert 0 < size < 4 * 2**20
 
 
 def test_a_quarantined_public_name_is_answered_here_with_no_file_and_never_asked_upstream(server, upstream, tmp_path):
