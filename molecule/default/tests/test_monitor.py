@@ -19,7 +19,8 @@ def test_prometheus_scrapes_every_host_of_the_inventory(host):
     def health():
         return {(target["labels"]["job"], target["labels"]["instance"]): target["health"]
                 for target in prometheus(host, "targets")["activeTargets"]}
-    expected = {(job, name): "up" for job in ("node", "apache") for name in ("pypi-index-debian12", "pypi-index-debian13")}
+    expected = {(job, name): "up" for job in ("node", "apache", "mtail")
+                for name in ("pypi-index-debian12", "pypi-index-debian13")}
 
     assert wait_for(health, what="every target up", until=lambda seen: seen == expected, pause=2) == expected
 
