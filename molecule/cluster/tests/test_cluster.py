@@ -299,11 +299,16 @@ def test_after_a_push_the_primary_tells_monitoring_each_replica_s_last_pass_and_
 
 
 def test_a_balancer_serves_its_metrics_to_itself_and_403_to_an_address_not_allowed():
-    """HAProxy's own exporter sees every node in the read pool, node exporter answers through HAProxy, and the
-    client container (no monitor, not in pypi_metrics_allow) gets 403 from the balancer and from a node."""
+    """HAProxy's own exporter sees every node in the read pool, node exporter answers through HAProxy with the
+    certificate's expiry, and the client container (no monitor, not in pypi_metrics_allow) gets 403 from the
+    balancer and from a node."""
     haproxy = metrics_from_inside(host(BALANCER), "haproxy")
     assert haproxy[("haproxy_backend_active_servers", 'proxy="pypi_index_read"')] == 1 + len(REPLICAS)
-    assert ("node_load1", "") in metrics_from_inside(host(BALANCER))
+    node = metrics_from_inside(host(BALANCER))
+    assert ("node_load1", "") in node
+    # The balancer's certificate (the one clients see here) and its expiry, as monitoring reads it.
+    expiry = ssl.cert_time_to_seconds(ssl._ssl._test_decode_cert(str(CA))["notAfter"])
+    assert node[("pypi_index_tls_certificate_expiry_timestamp_seconds", "")] == expiry
 
     client = host(CLIENT)
     # Its address on the clients' network (host_vars: 10.237.0.0/24), the one network the client is on.
