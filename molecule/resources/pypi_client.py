@@ -237,30 +237,23 @@ def pip(python, *args):
 
 
 def status_from_inside(host, path, data=None, headers=None):
-    """Status of a request sent from inside the index host itself (source 127.0.0.1), over plain HTTP.
+    """Status of a request sent from inside the index host itself (source 127.0.0.1), over plain HTTP."""
+    return get_from_inside(host, f"http://127.0.0.1{path}", data, headers)[0]
 
-    The host has no twine or curl: its own python3 sends it (a POST when data is given).
+
+def get_from_inside(host, url, data=None, headers=None):
+    """(status, body) of a request of any URL sent from inside a host (a POST when data is given).
+
+    The hosts have no curl: their own python3 sends it.
     """
     script = f"""
-import base64, urllib.request, urllib.error
+import base64, json, urllib.request, urllib.error
 data = {None if data is None else b64encode(data).decode()!r}
-request = urllib.request.Request("http://127.0.0.1{path}", headers={headers or {}!r},
+request = urllib.request.Request({url!r}, headers={headers or {}!r},
                                  data=None if data is None else base64.b64decode(data))
 try:
-    print(urllib.request.urlopen(request, timeout=30).status)
-except urllib.error.HTTPError as error:
-    print(error.code)
-"""
-    return int(host.check_output("python3 -c %s", script))
-
-
-def get_from_inside(host, url):
-    """(status, body) of a GET of any URL sent from inside a host, by its own python3."""
-    script = f"""
-import json, urllib.request, urllib.error
-try:
-    with urllib.request.urlopen({url!r}, timeout=30) as answer:
-        print(json.dumps([answer.status, answer.read().decode()]))
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        print(json.dumps([answer.status, answer.read().decode(errors="replace")]))
 except urllib.error.HTTPError as error:
     print(json.dumps([error.code, ""]))
 """
