@@ -7,10 +7,14 @@ deleted, rebuilds only the pages of their projects (and the root page when a
 project appears or goes), so that an upload is listed as fast at 200,000
 files as at 20. The roots are listed with pypiserver's own code, so the pages
 name exactly what pypiserver would; a file is read again (digest, metadata)
-only when its size or mtime changed. Each page is written in HTML and JSON
-with a type-map (render.py); each wheel's METADATA goes to the metadata
-directory for PEP 658. Each build logs how many pages it wrote and removed,
-and each file it skips, with the reason (files.py). With the publish rules
+only when its size or mtime changed. What it keeps of each file is a tuple of
+plain values (File), not pypiserver's object, so that the service's memory
+stays small at 200,000 files; a build reads the files it has no record of
+(a first build: all of them) in a pool of worker processes, one per core.
+Each page is written in HTML and JSON with a type-map (render.py); each
+wheel's METADATA goes to the metadata directory for PEP 658. Each build logs
+how many pages it wrote and removed, and each file it skips, with the reason
+(files.py). With the publish rules
 (--rules), the pages carry PEP 752's namespaces: each project's in its JSON,
 and the namespace list and details under _namespaces/, which Apache serves
 at /simple/namespaces and /simple/namespace/<name>.
@@ -23,21 +27,27 @@ full build).
 """
 
 import argparse
+import contextlib
 import ctypes
+import filecmp
+import functools
 import gzip
 import hashlib
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import select
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from pypiserver.backend import listdir, valid_packages
-from pypiserver.pkg_helpers import guess_pkgname_and_version, is_listed_path, normalize_pkgname
+from pypiserver.pkg_helpers import guess_pkgname_and_version, is_listed_path, normalize_pkgname, parse_version
 
 from pypi_index_tools import files, metrics, render
 
@@ -54,9 +64,18 @@ MOST_SECONDS = 1.0
 # saves them once the roots have been quiet this long, not after every update.
 SAVE_AFTER_SECONDS = 5.0
 
-# A file's record as the state file keeps it (files.record's fields).
+# A file's record as the state file keeps it (files.record's fields), one
+# JSON line per file after a header line: read and written a line at a time,
+# so that neither needs the whole file in memory.
 RECORD = ("size", "mtime", "digest", "requires_python", "metadata", "skip")
-STATE_FORMAT = 2
+STATE_FORMAT = 3
+# The header line is read at most this long: an older format's state is one
+# long line, which is then ignored without being read whole.
+STATE_HEADER_MAX = 200
+# Below this many files to read, starting the pool's interpreters costs more than the pool saves.
+POOL_FROM = 200
+# Files handed to a worker at once: few enough that every worker stays busy until the end.
+CHUNK = 32
 YANKED = ".yanked"
 # A project's PEP 792 status: `<project>.status` at the top of a package root,
 # holding {"status": ..., "reason": ...} (pypi_index_release's status entry
@@ -82,29 +101,72 @@ BUILT = ".built"
 INPUTS = ".inputs"
 
 
-def entry(package):
-    """A package pypiserver lists, with the size and mtime its record is kept for."""
-    stat = os.stat(package.fn)
-    return package, stat.st_size, stat.st_mtime_ns
+class File(NamedTuple):
+    """A file the pages list, as they keep it between builds: plain values, shared where they repeat (the root,
+    the version, Requires-Python), a few hundred bytes where pypiserver's PkgFile takes about a kilobyte.
+
+    fn is the file's path (PkgFile.fn): the very string the state file's record was found under, when there was one,
+    so that a build from kept records leaves no freed string behind for each file (holes that would keep the
+    memory of the build). hashes is None until the file is read (a quarantined project's files are not), else the
+    bytes of its digest followed by those of its METADATA's sha256 (none without metadata); size and mtime are
+    those it was read at.
+    """
+    fn: str
+    root: str
+    version: str
+    size: int
+    mtime: int
+    hashes: bytes | None
+    requires_python: str | None
+    skip: str | None
+
+    @property
+    def relfn(self):
+        """The file's path under its root, as PkgFile.relfn."""
+        return self.fn[len(self.root) + 1:]
+
+    @property
+    def path(self):
+        """The file's path under its root in URLs, as PkgFile.relfn_unix."""
+        return self.relfn.replace("\\", "/")
 
 
-def scan(roots):
-    """Every package file pypiserver lists, with its stat, by normalized project name."""
-    projects = {}
-    for root in roots:
-        for package in listdir(Path(root)):
-            projects.setdefault(package.pkgname_norm, []).append(entry(package))
-    return projects
+def rank(file):
+    """pypiserver's order of a project's files (PkgFile.parsed_version, then relfn): the order pip ranks them in."""
+    return parse_version(file.version), file.relfn
 
 
 def listed(root, name):
-    """The entry of the file `name` at the top of `root` as listdir would give it, or None."""
+    """The PkgFile of the file `name` at the top of `root` as listdir would give it, or None."""
     root = Path(root).resolve()
     path = root / name
     if not is_listed_path(name) or not path.is_file():
         return None
-    package = next(valid_packages(root, [path]), None)
-    return entry(package) if package else None
+    return next(valid_packages(root, [path]), None)
+
+
+def read(task):
+    """Read one file (files.record) and write its METADATA for PEP 658, in a pool's worker or in the builder:
+    File's hashes, requires_python and skip, and the note about the file, if any."""
+    fn, size, mtime, algo, metadata = task
+    facts, data = files.record(fn, size, mtime, algo)
+    if data is not None:
+        # Written before any page names it: an advertised file is always there.
+        write(Path(metadata), data)
+    hashes = bytes.fromhex(facts["digest"] or "") + bytes.fromhex(facts["metadata"] or "")
+    return hashes, facts["requires_python"], facts["skip"], facts["note"]
+
+
+@contextlib.contextmanager
+def reading(count, workers):
+    """A map of `read` over `count` files: a pool's across the workers (in order, a chunk at a time, so its memory
+    stays bounded) when there are enough files to pay for it, else the builtin."""
+    if workers < 2 or count < POOL_FROM:
+        yield map
+        return
+    # Spawned, not forked: a forked worker would start with (and count) all the builder's memory.
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield functools.partial(pool.imap, chunksize=CHUNK)
 
 
 def yanked(fn):
@@ -168,6 +230,19 @@ def write(path, text):
     return True
 
 
+def write_lines(path, lines):
+    """Replace path with these lines atomically, unless it already holds them, writing (and comparing) a line at a
+    time rather than the whole text at once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=".", delete=False) as handle:
+        handle.writelines(lines)
+    if path.is_file() and filecmp.cmp(handle.name, path, shallow=False):
+        os.unlink(handle.name)
+        return
+    os.chmod(handle.name, 0o644)
+    os.replace(handle.name, path)
+
+
 def write_page(directory, html, json_text):
     """One page's forms, a gzip copy of the JSON and the type-map; 1 if the page changed, else 0."""
     changed = [write(directory / "index.html", html), write(directory / "index.json", json_text)]
@@ -190,16 +265,15 @@ def report(written, removed):
 class Pages:
     """The pages of some package roots, and the files they list, kept between builds."""
 
-    def __init__(self, out, state, roots, algo, metadata, namespaces=()):
+    def __init__(self, out, state, roots, algo, metadata, namespaces=(), workers=None):
         self.out, self.state, self.roots, self.algo = Path(out), Path(state), roots, algo
         self.namespaces = tuple(namespaces)
         self.metadata = Path(metadata)
-        try:
-            previous = json.loads(self.state.read_text())
-        except (FileNotFoundError, ValueError):
-            previous = {}
-        current = previous.get("format") == STATE_FORMAT and previous.get("algo") == algo
-        self.records = previous.get("files", {}) if current else {}
+        # The processes that read files a build has no record of: one per core it may use.
+        self.workers = workers or len(os.sched_getaffinity(0))
+        # How many of a File's hashes are the digest's (the rest: the METADATA's sha256).
+        self.digest_size = hashlib.new(algo).digest_size if algo else 0
+        # Each project's files (File), in pypiserver's order, by normalized name.
         self.projects, self.statuses = {}, {}
         # What the pages now written were built from, when known without a new walk.
         self.built_from = None
@@ -233,43 +307,108 @@ class Pages:
         return ((self.out / "index.html").is_file() and (self.out / BUILT).is_file() and self.state.is_file()
                 and recorded == self.inputs())
 
-    def metadata_path(self, package):
-        return self.metadata / (package.relfn_unix + ".metadata")
+    def metadata_path(self, file):
+        return self.metadata / (file.path + ".metadata")
 
-    def record(self, known):
-        """A file's record, read from the file only when its size or mtime changed."""
-        package, size, mtime = known
-        kept = self.records.get(package.fn)
-        if kept is not None and kept[:2] == [size, mtime]:
-            facts = dict(zip(RECORD, kept))
-            if not facts["metadata"] or self.metadata_path(package).is_file():
-                return facts
-        facts, data = files.record(package.fn, size, mtime, self.algo)
-        if facts["skip"]:
-            log(skipped=package.fn, reason=facts["skip"])
-        elif facts["note"]:
-            log(listed=package.fn, note=facts["note"])
-        if data is not None:
-            # Written before any page names it: an advertised file is always there.
-            write(self.metadata_path(package), data)
-        self.records[package.fn] = [facts[field] for field in RECORD]
-        return facts
+    def record(self, file):
+        """A file's record as the state file keeps it (RECORD's fields)."""
+        digest, metadata = file.hashes[:self.digest_size], file.hashes[self.digest_size:]
+        return [file.size, file.mtime, digest.hex() if self.algo else None, file.requires_python,
+                metadata.hex() or None, file.skip]
 
-    def project_pages(self, name, entries):
+    def records(self):
+        """The records of the files listed now (those read), by project name: (path, record) pairs."""
+        for name in sorted(self.projects):
+            for file in self.projects[name]:
+                if file.hashes is not None:
+                    yield file.fn, self.record(file)
+
+    def is_state(self, header):
+        """Whether the state file's header line is this format's, for this algorithm."""
+        try:
+            header = json.loads(header)
+        except ValueError:
+            return False
+        return isinstance(header, dict) and header.get("format") == STATE_FORMAT and header.get("algo") == self.algo
+
+    def read_state(self):
+        """The records the state file keeps, as Files (without root or version) by path; none from another format
+        or algorithm."""
+        kept = {}
+        try:
+            with open(self.state, encoding="utf-8") as handle:
+                if not self.is_state(handle.readline(STATE_HEADER_MAX)):
+                    return {}
+                for line in handle:
+                    fn, size, mtime, digest, requires_python, metadata, skip = json.loads(line)
+                    hashes = bytes.fromhex(digest or "") + bytes.fromhex(metadata or "")
+                    kept[fn] = File(fn, None, None, size, mtime, hashes,
+                                    requires_python and sys.intern(requires_python), skip)
+        except (FileNotFoundError, ValueError, TypeError):
+            return {}
+        return kept
+
+    def kept(self):
+        """The records already read, as Files by path: those of the files listed now, else the state file's."""
+        if not self.projects:
+            return self.read_state()
+        return {file.fn: file for files in self.projects.values() for file in files if file.hashes is not None}
+
+    def file(self, package, kept=None):
+        """A file pypiserver lists (its PkgFile) as the pages keep it: with its kept record (a File) if that is
+        still the file's (same size and mtime, its metadata written), else unread."""
+        stat = os.stat(package.fn)
+        root, version = sys.intern(package.root), sys.intern(package.version)
+        if kept is not None and (kept.size, kept.mtime) == (stat.st_size, stat.st_mtime_ns):
+            file = kept._replace(root=root, version=version)
+            if len(file.hashes) == self.digest_size or self.metadata_path(file).is_file():
+                return file
+        return File(package.fn, root, version, stat.st_size, stat.st_mtime_ns, None, None, None)
+
+    def scan(self, kept):
+        """Every file pypiserver lists in the roots, by normalized project name, in pypiserver's order; each
+        PkgFile is kept only until its File is made. The records (kept) are taken out as they are used."""
+        projects = {}
+        for root in self.roots:
+            for package in listdir(Path(root)):
+                projects.setdefault(package.pkgname_norm, []).append(self.file(package, kept.pop(package.fn, None)))
+        for entries in projects.values():
+            entries.sort(key=rank)
+        return projects
+
+    def quarantined(self, name):
+        status = self.statuses.get(name)
+        return bool(status) and status["status"] == "quarantined"
+
+    def read_unread(self, names, workers=1):
+        """Read the files of these projects that have no record yet (all but a quarantined project's), with
+        `workers` processes when they are many."""
+        unread = [(name, index) for name in names if not self.quarantined(name)
+                  for index, file in enumerate(self.projects[name]) if file.hashes is None]
+        tasks = ((file.fn, file.size, file.mtime, self.algo, str(self.metadata_path(file)))
+                 for file in (self.projects[name][index] for name, index in unread))
+        with reading(len(unread), workers) as mapping:
+            for (name, index), (hashes, requires_python, skip, note) in zip(unread, mapping(read, tasks)):
+                file = self.projects[name][index]
+                if skip:
+                    log(skipped=file.fn, reason=skip)
+                elif note:
+                    log(listed=file.fn, note=note)
+                self.projects[name][index] = file._replace(
+                    hashes=hashes, requires_python=requires_python and sys.intern(requires_python), skip=skip)
+
+    def project_pages(self, name):
         """A project's HTML and JSON, its files sorted by version as pip ranks them."""
         status = self.statuses.get(name)
-        if status and status["status"] == "quarantined":
-            entries = []
-        entries = sorted(entries, key=lambda known: (known[0].parsed_version, known[0].relfn))
         shown, versions = [], []
-        for known in entries:
-            facts = self.record(known)
-            if facts["skip"]:
+        for file in ([] if self.quarantined(name) else self.projects[name]):
+            if file.skip:
                 continue
-            package = known[0]
-            shown.append({**facts, "path": package.relfn_unix, "yanked": yanked(package.fn)})
-            if package.version not in versions:
-                versions.append(package.version)
+            size, mtime, digest, requires_python, metadata, _ = self.record(file)
+            shown.append({"size": size, "mtime": mtime, "digest": digest, "requires_python": requires_python,
+                          "metadata": metadata, "path": file.path, "yanked": yanked(file.fn)})
+            if file.version not in versions:
+                versions.append(file.version)
         # PEP 752: every namespace that covers the project; an upload by
         # anyone its grant does not name is refused, so the project's owner
         # always owns it.
@@ -278,21 +417,26 @@ class Pages:
                 render.project_json(name, shown, versions, self.algo, status, covering or None))
 
     def write_project(self, name):
-        return write_page(self.out / name, *self.project_pages(name, self.projects[name]))
+        return write_page(self.out / name, *self.project_pages(name))
 
     def write_index(self):
         return write_page(self.out, render.index_html(self.projects), render.index_json(self.projects))
 
     def build_all(self):
-        """List every root and write every page that changed."""
+        """List every root, read the files without a record, and write every page that changed."""
         self.out.mkdir(parents=True, exist_ok=True)
         # Before the listing: a file that lands during the build makes the
         # record differ, so the next check builds again.
         self.built_from = self.inputs()
-        self.projects = scan(self.roots)
         self.statuses = statuses(self.roots)
+        kept = self.kept()
+        # The last listing goes before the new one is made: both at once would double the memory.
+        self.projects = {}
+        self.projects = self.scan(kept)
+        del kept
         for name in self.statuses:
             self.projects.setdefault(name, [])
+        self.read_unread(self.projects, self.workers)
         self.write_quarantined()
         written = sum(self.write_project(name) for name in self.projects)
         written += self.write_index()
@@ -326,8 +470,7 @@ class Pages:
         """A mark for each file of a quarantined project, in QUARANTINED (written before its page drops it);
         the marks of files no longer quarantined are removed."""
         directory = self.out / QUARANTINED
-        wanted = {known[0].relfn_unix for name, status in self.statuses.items() if status["status"] == "quarantined"
-                  for known in self.projects.get(name, [])}
+        wanted = {file.path for name in self.statuses if self.quarantined(name) for file in self.projects.get(name, [])}
         for relative in wanted:
             write(directory / relative, "")
         for path in (directory.rglob("*") if directory.is_dir() else ()):
@@ -338,11 +481,13 @@ class Pages:
         """Remove the metadata of files no longer listed (after the pages stopped naming them)."""
         if not self.metadata.is_dir():
             return
-        wanted = {str(self.metadata_path(known[0])) for entries in self.projects.values() for known in entries}
+        # The listed files' paths (the very strings the Files hold), not their metadata's: no new string each.
+        wanted = {file.path for entries in self.projects.values() for file in entries}
+        prefix, suffix = len(str(self.metadata)) + 1, len(".metadata")
         for directory, _, names in os.walk(self.metadata):
             for name in names:
                 path = os.path.join(directory, name)
-                if path not in wanted:
+                if not (name.endswith(".metadata") and path[prefix:-suffix] in wanted):
                     os.unlink(path)
 
     def update(self, changed):
@@ -371,17 +516,22 @@ class Pages:
                 continue
             project = normalize_pkgname(guessed[0])
             fn = str(Path(root).resolve() / name)
-            entries = []
-            for known in self.projects.get(project, []):
-                (dropped if known[0].fn == fn else entries).append(known)
-            found = listed(root, name)
-            if found:
-                entries.append(found)
+            entries, kept = [], None
+            for file in self.projects.get(project, []):
+                if file.fn == fn:
+                    dropped.append(file)
+                    kept = file if file.hashes is not None else None
+                else:
+                    entries.append(file)
+            package = listed(root, name)
+            if package:
+                entries.append(self.file(package, kept))
             if entries or project in self.projects:
-                self.projects[project] = entries
+                self.projects[project] = sorted(entries, key=rank)
                 touched.add(project)
         gone = {project for project in touched if not self.projects[project] and project not in self.statuses}
         self.write_quarantined()
+        self.read_unread(touched - gone)
         written = sum(self.write_project(project) for project in touched - gone)
         for project in gone:
             del self.projects[project]
@@ -390,21 +540,26 @@ class Pages:
             written += self.write_index()
         for project in gone:
             shutil.rmtree(self.out / project, ignore_errors=True)
-        self.drop_metadata(dropped)
+        self.drop_metadata(dropped, touched)
         return report(written, len(gone))
 
-    def drop_metadata(self, dropped):
-        """Remove the metadata of files that left the pages, unless the same path is listed again."""
-        still = {known[0].fn for entries in self.projects.values() for known in entries}
-        for known in dropped:
-            if known[0].fn not in still:
-                self.metadata_path(known[0]).unlink(missing_ok=True)
+    def drop_metadata(self, dropped, touched):
+        """Remove the metadata of files that left the pages, unless the same path is listed again (in its project,
+        one of those touched)."""
+        still = {file.fn for project in touched for file in self.projects.get(project, [])}
+        for file in dropped:
+            if file.fn not in still:
+                self.metadata_path(file).unlink(missing_ok=True)
+
+    def state_lines(self):
+        """The state file's lines: its header, then each record with its file's path."""
+        yield json.dumps({"format": STATE_FORMAT, "algo": self.algo}) + "\n"
+        for fn, record in self.records():
+            yield json.dumps([fn, *record]) + "\n"
 
     def save(self):
         """Keep the records of the files listed now (only those), for the next start."""
-        listed_now = {known[0].fn for entries in self.projects.values() for known in entries}
-        self.records = {fn: kept for fn, kept in self.records.items() if fn in listed_now}
-        write(self.state, json.dumps({"format": STATE_FORMAT, "algo": self.algo, "files": self.records}))
+        write_lines(self.state, self.state_lines())
         # After updates, the watcher saves once the roots have been quiet:
         # what they hold then is what the pages list.
         write(self.inputs_file(), self.built_from or self.inputs())

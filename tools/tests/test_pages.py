@@ -44,6 +44,12 @@ def page(site, project=None):
     return (site["out"] / project / "index.html" if project else site["out"] / "index.html").read_text()
 
 
+def kept(site):
+    """The records the state file keeps (a header line, then one JSON line per file), by file path."""
+    lines = site["state"].read_text().splitlines()
+    return {fn: record for fn, *record in map(json.loads, lines[1:])}
+
+
 def link(name, data, algo="sha256"):
     return f'<a href="../../packages/{name}#{algo}={hashlib.new(algo, data).hexdigest()}">{name}</a><br>'
 
@@ -138,7 +144,7 @@ def test_a_project_whose_files_are_gone_loses_its_page(site):
     assert build(site) == {"written": 1, "removed": 1}
     assert not (site["out"] / "bar").exists()
     assert 'href="bar/"' not in page(site)
-    assert list(json.loads(site["state"].read_text())["files"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
+    assert list(kept(site)) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
 
 
 def test_an_empty_hash_algo_gives_links_without_fragment(site):
@@ -147,22 +153,20 @@ def test_an_empty_hash_algo_gives_links_without_fragment(site):
     build(site, algo="")
 
     assert '<a href="../../packages/foo-1.0.tar.gz">foo-1.0.tar.gz</a><br>' in page(site, "foo")
-    assert json.loads(site["state"].read_text())["files"][str(site["roots"][0] / "foo-1.0.tar.gz")][2] is None
+    assert kept(site)[str(site["roots"][0] / "foo-1.0.tar.gz")][2] is None
     assert json.loads((site["out"] / "foo" / "index.json").read_text())["files"][0]["hashes"] == {}
 
 
-def test_the_state_is_one_json_file_beside_the_pages(site):
+def test_the_state_is_one_file_of_json_lines_beside_the_pages(site):
     package = add(site["roots"][0], "foo-1.0.tar.gz", b"data")
 
     build(site)
 
     stat_ = package.stat()
-    assert json.loads(site["state"].read_text()) == {
-        "format": 2,
-        "algo": "sha256",
-        "files": {str(package): [stat_.st_size, stat_.st_mtime_ns, hashlib.sha256(b"data").hexdigest(),
-                                 None, None, None]},
-    }
+    assert [json.loads(line) for line in site["state"].read_text().splitlines()] == [
+        {"format": 3, "algo": "sha256"},
+        [str(package), stat_.st_size, stat_.st_mtime_ns, hashlib.sha256(b"data").hexdigest(), None, None, None],
+    ]
     written = sorted(str(path.relative_to(site["out"])) for path in site["out"].rglob("*"))
     forms = ["index.html", "index.json", "index.json.gz", "index.v1html", "index.var"]
     # With PEP 752's namespace list (empty: the rules declare none).
@@ -222,7 +226,7 @@ def test_an_update_writes_only_the_page_of_the_project_that_changed(site, watche
     assert mtime(site, "bar") == bar_before
     assert (site["out"] / "index.html").stat().st_mtime_ns == root_before
     watched.save()
-    assert str(site["roots"][0] / "foo-1.1.tar.gz") in json.loads(site["state"].read_text())["files"]
+    assert str(site["roots"][0] / "foo-1.1.tar.gz") in kept(site)
 
 
 def test_an_update_with_a_new_project_writes_its_page_and_the_root_page(site, watched, no_walk):
@@ -242,7 +246,7 @@ def test_an_update_after_the_last_file_of_a_project_went_removes_its_page(site, 
 
     assert not (site["out"] / "bar").exists() and 'href="bar/"' not in page(site)
     watched.save()
-    assert list(json.loads(site["state"].read_text())["files"]) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
+    assert list(kept(site)) == [str(site["roots"][0] / "foo-1.0.tar.gz")]
 
 
 def test_an_update_ignores_what_pypiserver_would_not_list(site, watched, no_walk):
