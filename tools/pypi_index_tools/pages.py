@@ -382,20 +382,27 @@ class Pages:
 
     def read_unread(self, names, workers=1):
         """Read the files of these projects that have no record yet (all but a quarantined project's), with
-        `workers` processes when they are many."""
-        unread = [(name, index) for name in names if not self.quarantined(name)
-                  for index, file in enumerate(self.projects[name]) if file.hashes is None]
+        `workers` processes when they are many; yield each project's name once its files are read, so that its
+        pages are written while the workers read on."""
+        unread = {name: [index for index, file in enumerate(self.projects[name]) if file.hashes is None]
+                  for name in names if not self.quarantined(name)}
+        # Made as the pool takes them (in its own thread), each before its File is replaced here.
         tasks = ((file.fn, file.size, file.mtime, self.algo, str(self.metadata_path(file)))
-                 for file in (self.projects[name][index] for name, index in unread))
-        with reading(len(unread), workers) as mapping:
-            for (name, index), (hashes, requires_python, skip, note) in zip(unread, mapping(read, tasks)):
-                file = self.projects[name][index]
-                if skip:
-                    log(skipped=file.fn, reason=skip)
-                elif note:
-                    log(listed=file.fn, note=note)
-                self.projects[name][index] = file._replace(
-                    hashes=hashes, requires_python=requires_python and sys.intern(requires_python), skip=skip)
+                 for name, indices in unread.items() for file in map(self.projects[name].__getitem__, indices))
+        with reading(sum(map(len, unread.values())), workers) as mapping:
+            results = mapping(read, tasks)
+            for name in names:
+                for index in unread.get(name, ()):
+                    self.projects[name][index] = self.with_record(self.projects[name][index], *next(results))
+                yield name
+
+    def with_record(self, file, hashes, requires_python, skip, note):
+        """A File with what `read` found, which is logged when the file is skipped or noted."""
+        if skip:
+            log(skipped=file.fn, reason=skip)
+        elif note:
+            log(listed=file.fn, note=note)
+        return file._replace(hashes=hashes, requires_python=requires_python and sys.intern(requires_python), skip=skip)
 
     def project_pages(self, name):
         """A project's HTML and JSON, its files sorted by version as pip ranks them."""
@@ -436,9 +443,8 @@ class Pages:
         del kept
         for name in self.statuses:
             self.projects.setdefault(name, [])
-        self.read_unread(self.projects, self.workers)
         self.write_quarantined()
-        written = sum(self.write_project(name) for name in self.projects)
+        written = sum(self.write_project(name) for name in self.read_unread(list(self.projects), self.workers))
         written += self.write_index()
         self.write_namespaces()
         gone = [path for path in self.out.iterdir()
@@ -531,8 +537,7 @@ class Pages:
                 touched.add(project)
         gone = {project for project in touched if not self.projects[project] and project not in self.statuses}
         self.write_quarantined()
-        self.read_unread(touched - gone)
-        written = sum(self.write_project(project) for project in touched - gone)
+        written = sum(self.write_project(project) for project in self.read_unread(sorted(touched - gone)))
         for project in gone:
             del self.projects[project]
         # The root page stops linking a project before its page goes.
