@@ -174,6 +174,20 @@ def test_the_state_is_one_file_of_json_lines_beside_the_pages(site):
                        *forms]
 
 
+def test_a_state_file_of_an_older_format_is_ignored_and_its_files_read_again(site):
+    package = add(site["roots"][0], "foo-1.0.tar.gz", b"data")
+    stat_ = package.stat()
+    record = [stat_.st_size, stat_.st_mtime_ns, hashlib.sha256(b"data").hexdigest(), None, None, None]
+    # Format 2: one JSON document; this one with a digest the file does not have.
+    site["state"].write_text(json.dumps({"format": 2, "algo": "sha256", "files": {str(package): [
+        *record[:2], "0" * 64, *record[3:]]}}))
+
+    build(site)
+
+    assert link("foo-1.0.tar.gz", b"data") in page(site, "foo")
+    assert kept(site) == {str(package): record}
+
+
 def test_pages_are_world_readable_0644(site):
     add(site["roots"][0], "foo-1.0.tar.gz")
 
