@@ -17,6 +17,11 @@ peak resident memory of the largest process (getrusage's ru_maxrss of the
 run's processes) and the peak of the sum over the run's process tree
 (sampled every 100 ms: a pool's workers count too); for the watcher, its
 resident memory once built.
+
+Run it with a Python that has pypiserver (the project's virtualenv, after
+make setup): `python bench/page_memory.py`, or with --packages DIR to keep
+the files for the next run, and --tools DIR to measure another checkout's
+tools (say, `git archive HEAD tools` unpacked elsewhere).
 """
 
 import argparse
