@@ -485,11 +485,11 @@ def report(out, args, results, provisioning, fresh, cold, memory, built, oom, re
             rows.append({"measure": label, "unit": unit, "static": "", "index": f"{value:.{2 if unit == 's' else 0}f}",
                          "standalone": "", "index/static": "", "standalone/static": "", "target": "", "met": ""})
     kills, peak = oom
-    rows.append({"measure": "OOM kills in the container (its cgroup's memory.events)", "unit": "", "static": "",
+    rows.append({"measure": "OOM kills in the container (its memory cgroup)", "unit": "", "static": "",
                  "index": str(kills), "standalone": "", "index/static": "", "standalone/static": "", "target": "0",
                  "met": "yes" if kills == 0 else "NO"})
     if peak is not None:
-        rows.append({"measure": "peak memory of the whole container (memory.peak)", "unit": "MiB", "static": "",
+        rows.append({"measure": "peak memory of the whole container, page cache included", "unit": "MiB", "static": "",
                      "index": f"{peak:.0f}", "standalone": "", "index/static": "", "standalone/static": "",
                      "target": "", "met": ""})
 
