@@ -23,6 +23,7 @@ import pip
 import pytest
 import testinfra
 import yaml
+from cryptography import x509
 from playbooks import changed_count, output, run_playbook
 from pypi_client import (METRICS_PORT, WAIT_SECONDS, BackgroundRequests, demo_users, get_from_inside, http_status,
                          make_package, metrics_from_inside, page_text, raw_upload_status, role_default, twine_upload,
@@ -307,7 +308,7 @@ def test_a_balancer_serves_its_metrics_to_itself_and_403_to_an_address_not_allow
     node = metrics_from_inside(host(BALANCER))
     assert ("node_load1", "") in node
     # The balancer's certificate (the one clients see here) and its expiry, as monitoring reads it.
-    expiry = ssl.cert_time_to_seconds(ssl._ssl._test_decode_cert(str(CA))["notAfter"])
+    expiry = int(x509.load_pem_x509_certificate(CA.read_bytes()).not_valid_after_utc.timestamp())
     assert node[("pypi_index_tls_certificate_expiry_timestamp_seconds", "")] == expiry
 
     client = host(CLIENT)
