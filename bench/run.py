@@ -169,9 +169,13 @@ def container_vars(image, memory=""):
             "-e", ports, "-e", f"pypi_demo_memory={memory}"]
 
 
+# The inventories site.yml runs with: the bench's, then reach_over_ssh's.
+SITE_INVENTORIES = [INVENTORY]
+
+
 def reach_over_ssh(directory):
-    """sshd and the admin account in the container (through Docker's API); returns an inventory, read after
-    inventories/bench, that reaches the container over SSH instead."""
+    """sshd and the admin account in the container (through Docker's API); then an inventory in directory,
+    read after inventories/bench (SITE_INVENTORIES), reaches the container over SSH instead."""
     key = directory / "admin_ed25519"
     playbook_vars = json.dumps({"bench_ssh_key": str(key), "bench_ssh_password_hash": SSH_SUDO_PASSWORD_HASH})
     run(["ansible-playbook", str(ROOT / "bench" / "ssh-host.yml"), "-i", str(INVENTORY), "-e", playbook_vars])
@@ -183,10 +187,6 @@ def reach_over_ssh(directory):
         # A new container, with a new host key, every run.
         "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}}}}))
     SITE_INVENTORIES.append(over_ssh)
-
-
-# The inventories site.yml runs with: the bench's, then reach_over_ssh's.
-SITE_INVENTORIES = [INVENTORY]
 
 
 def site(extra_vars, env=None):
