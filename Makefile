@@ -46,7 +46,7 @@ lint: setup
 	ansible-inventory -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) --list > /dev/null
 	ansible-playbook --syntax-check -i inventories/prod --vault-password-file $(DEMO_VAULT_PASS) \
 	  playbooks/site.yml playbooks/rotate-upload-passwords.yml playbooks/backup.yml \
-	  playbooks/yank.yml playbooks/remove-release.yml playbooks/promote.yml playbooks/maintenance.yml \
+	  playbooks/yank.yml playbooks/remove-release.yml playbooks/release-name.yml playbooks/promote.yml playbooks/maintenance.yml \
 	  playbooks/add-replica.yml playbooks/tokens.yml playbooks/project-status.yml playbooks/audit.yml
 
 # The host tools' unit tests: seconds, no Docker. The replication tests run

@@ -32,9 +32,10 @@ def demo_users():
     return yaml.safe_load(DEMO_USERS.read_text())["pypi_index_upload_users"]
 
 
-def run(argv, **kwargs):
-    """Run a client command; its output is kept for the assertion message."""
-    return subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+def run(argv, timeout=600, **kwargs):
+    """Run a client command; its output is kept for the assertion message. One that hangs raises
+    TimeoutExpired after `timeout` seconds."""
+    return subprocess.run(argv, capture_output=True, text=True, check=False, timeout=timeout, **kwargs)
 
 
 def make_package(workdir, name, version, dependencies=(), requires_python=None):
@@ -115,16 +116,20 @@ def project_page(url, file_name):
     return f"{url}/simple/{re.sub(r'[-_.]+', '-', name).lower()}/"
 
 
-def page_text(url, credentials=None, cafile=None, headers=None):
-    """Body of a page (empty unless 200)."""
+def page_text(url, credentials=None, cafile=None, headers=None, missing=None):
+    """Body of a page. Any answer but 200 raises (urllib's HTTPError, an OSError, which wait_for counts as a look
+    that saw it), so that a check of what a page lacks never passes on an error; but a 404 returns `missing`, when
+    the caller gives it, for a page that may rightly be absent."""
     headers = {**(headers or {}), **({"Authorization": basic_auth(credentials)} if credentials else {})}
     context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30,
                                     context=context) as response:
             return response.read().decode()
-    except urllib.error.HTTPError:
-        return ""
+    except urllib.error.HTTPError as error:
+        if error.code == 404 and missing is not None:
+            return missing
+        raise
 
 
 # How long a test waits for a state that comes by itself (a page rebuilt, a
@@ -314,7 +319,9 @@ def role_default(name):
 class BackgroundRequests:
     """Calls step(n) for n = 0, 1, ... in a thread while the with-block runs,
     at most `limit` times and `seconds` long. step returns None when the
-    request went well, else what went wrong; an OSError counts as wrong too.
+    request went well, else what went wrong; any exception it raises (an
+    OSError, http.client's IncompleteRead) counts as wrong too, and the loop
+    goes on.
     `done` counts the calls, `failures` holds (n, what went wrong)."""
 
     def __init__(self, step, limit, seconds=300):
@@ -341,8 +348,8 @@ class BackgroundRequests:
         while not self._stop.is_set() and self.done < self.limit and time.monotonic() < deadline:
             try:
                 failure = self.step(self.done)
-            except OSError as error:
-                failure = str(error)
+            except Exception as error:  # noqa: BLE001 - any error of a step is a failed request, never a silent end
+                failure = f"{type(error).__name__}: {error}"
             if failure is not None:
                 self.failures.append((self.done, failure))
             self.done += 1

@@ -5,9 +5,11 @@ once stored), who (the user Apache authenticated) and from where (the client's
 address: behind the load balancers, the one mod_remoteip took from
 X-Forwarded-For), and the answer given. No password or token is ever written.
 Lines are appended with O_APPEND, one write each, so that the processes that
-take uploads never interleave them; logrotate rotates the file.
+take uploads, and the playbooks (`python -m pypi_index_tools.audit LOG
+EVENT`), never interleave them nor lose one; logrotate rotates the file.
 """
 
+import argparse
 import datetime
 import hashlib
 import json
@@ -15,23 +17,29 @@ import os
 import sys
 
 
+def append(path, event):
+    """Append one event, stamped with the time, as one JSON line in one write; raise OSError if it failed."""
+    line = json.dumps({"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       **event}, sort_keys=True) + "\n"
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+    try:
+        os.write(descriptor, line.encode())
+    finally:
+        os.close(descriptor)
+
+
 class Audit:
     def __init__(self, path):
         self.path = path
 
     def record(self, **event):
-        line = json.dumps({"time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                           **event}, sort_keys=True) + "\n"
         try:
-            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                os.write(descriptor, line.encode())
-            finally:
-                os.close(descriptor)
+            append(self.path, event)
         except OSError as error:
             # The answer stands (the file is stored, or refused); Apache's
             # error log says the line is missing.
-            print(f"pypi-index audit: could not record {line.strip()}: {error}", file=sys.stderr)
+            print(f"pypi-index audit: could not record {json.dumps(event, sort_keys=True)}: {error}",
+                  file=sys.stderr)
 
 
 class Hashing:
@@ -45,3 +53,18 @@ class Hashing:
         chunk = self.stream.read(*size)
         self.sha256.update(chunk)
         return chunk
+
+
+def main(argv=None):
+    """Append one event (a JSON object) to the audit trail, as the playbooks record what they changed."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("log", help="the audit trail")
+    parser.add_argument("event", type=json.loads, help="the event, a JSON object without its time")
+    args = parser.parse_args(argv)
+    if not isinstance(args.event, dict):
+        parser.error("the event is a JSON object")
+    append(args.log, args.event)
+
+
+if __name__ == "__main__":
+    main()

@@ -50,6 +50,7 @@ from pypiserver.backend import listdir, valid_packages
 from pypiserver.pkg_helpers import guess_pkgname_and_version, is_listed_path, normalize_pkgname, parse_version
 
 from pypi_index_tools import files, metrics, render
+from pypi_index_tools.names import is_project
 
 # inotify(7): what makes a package appear, change or go; a directory, or
 # events the kernel had to drop, mean that everything is listed again.
@@ -83,6 +84,15 @@ YANKED = ".yanked"
 # page even for a name with no file here, so that a quarantined public name
 # is answered here and never passed through to the upstream.
 STATUS = ".status"
+# PEP 792's statuses.
+PROJECT_STATUSES = ("active", "archived", "quarantined", "deprecated")
+# A file removed by the operators (pypi_index_release's remove entry point):
+# `<file>.removed` beside where it was. Its project keeps a page, with no
+# file, so that a name this index has held is never passed through to the
+# upstream, and its file name is never taken by another upload (uploads.py),
+# until the operators release the name (the release entry point deletes
+# these marks).
+REMOVED = ".removed"
 # PEP 752's namespace list and details, JSON only, in this directory of the
 # pages: no project's page is ever called that (a PEP 503 name has no "_"),
 # and replication pushes it with the pages (it copies no hidden file).
@@ -91,6 +101,11 @@ NAMESPACES = "_namespaces"
 # project's file: Apache answers 404 for it and its metadata (PEP 792: a
 # quarantined project offers no file for download).
 QUARANTINED = "_quarantined"
+# And a mark here for each quarantined project's name, in each spelling its
+# files' names may give it (PEP 427 and PEP 625 write "_" for "-"), for the
+# pass-through's file URLs (/upstream-files/...): a public project's files,
+# cached or not, are 404 too.
+QUARANTINED_PROJECTS = "_projects"
 # Renamed into the pages directory after each build, for the replication
 # service (replicate.py) to push what the build wrote; until a host's first
 # build has ended, Apache answers 503 for /simple/ and /health (the
@@ -195,19 +210,47 @@ def statuses(roots):
     found = {}
     for root in roots:
         for path in Path(root).glob("*" + STATUS):
-            status = read_status(path)
+            project = status_project(path.name)
+            status = read_status(path) if project else None
             if status:
-                found[normalize_pkgname(path.name[:-len(STATUS)])] = status
+                found[project] = status
     return found
 
 
+def held(roots):
+    """The projects that have a file removed by the operators (a `<file>.removed` mark in a root)."""
+    found = set()
+    for root in roots:
+        for path in Path(root).glob("*" + REMOVED):
+            guessed = guess_pkgname_and_version(path.name[:-len(REMOVED)])
+            if guessed and is_project(normalize_pkgname(guessed[0])):
+                found.add(normalize_pkgname(guessed[0]))
+    return found
+
+
+def status_project(name):
+    """The normalized project a status mark's file name is for, or None when it names no valid project."""
+    if name.startswith(".") or not name.endswith(STATUS):
+        return None
+    project = normalize_pkgname(name[:-len(STATUS)])
+    return project if is_project(project) else None
+
+
 def read_status(path):
-    """A status mark's {status, reason}, or None when there is none (or it is not one)."""
+    """A status mark's {status, reason}, or None when there is none, or it is active, or it is not one that
+    pypi_index_release writes (logged): a status of PEP 792's and a text reason, if any."""
     try:
         status = json.loads(Path(path).read_text())
-    except (FileNotFoundError, ValueError):
+    except FileNotFoundError:
         return None
-    return status if isinstance(status, dict) and status.get("status") not in (None, "active") else None
+    except (ValueError, UnicodeDecodeError, OSError) as error:
+        log(skipped=str(path), reason=f"not a status mark: {error}")
+        return None
+    if not (isinstance(status, dict) and status.get("status") in PROJECT_STATUSES
+            and isinstance(status.get("reason", ""), (str, type(None)))):
+        log(skipped=str(path), reason="not a status mark: a status of PEP 792's and a text reason")
+        return None
+    return status if status["status"] != "active" else None
 
 
 def log(**fields):
@@ -275,6 +318,10 @@ class Pages:
         self.digest_size = hashlib.new(algo).digest_size if algo else 0
         # Each project's files (File), in pypiserver's order, by normalized name.
         self.projects, self.statuses = {}, {}
+        # The paths of the files left off the pages because their name gives no valid project.
+        self.invalid = set()
+        # The projects with a file removed by the operators (REMOVED): each keeps a page.
+        self.held = set()
         # What the pages now written were built from, when known without a new walk.
         self.built_from = None
 
@@ -368,13 +415,22 @@ class Pages:
     def scan(self, kept):
         """Every file pypiserver lists in the roots, by normalized project name, in pypiserver's order; each
         PkgFile is kept only until its File is made. The records (kept) are taken out as they are used."""
-        projects = {}
+        projects, self.invalid = {}, set()
         for root in self.roots:
             for package in listdir(Path(root)):
+                if not is_project(package.pkgname_norm):
+                    self.skip_invalid(package.fn)
+                    continue
                 projects.setdefault(package.pkgname_norm, []).append(self.file(package, kept.pop(package.fn, None)))
         for entries in projects.values():
             entries.sort(key=rank)
         return projects
+
+    def skip_invalid(self, fn):
+        """Leave off the pages a file whose name gives no valid project (the upload application takes none: one
+        put in a root by hand), saying so; counted in the metrics."""
+        self.invalid.add(fn)
+        log(skipped=fn, reason="its file name gives no valid project name")
 
     def quarantined(self, name):
         status = self.statuses.get(name)
@@ -436,12 +492,13 @@ class Pages:
         # record differ, so the next check builds again.
         self.built_from = self.inputs()
         self.statuses = statuses(self.roots)
+        self.held = held(self.roots)
         kept = self.kept()
         # The last listing goes before the new one is made: both at once would double the memory.
         self.projects = {}
         self.projects = self.scan(kept)
         del kept
-        for name in self.statuses:
+        for name in (*self.statuses, *self.held):
             self.projects.setdefault(name, [])
         self.write_quarantined()
         written = sum(self.write_project(name) for name in self.read_unread(list(self.projects), self.workers))
@@ -473,15 +530,21 @@ class Pages:
                 path.unlink()
 
     def write_quarantined(self):
-        """A mark for each file of a quarantined project, in QUARANTINED (written before its page drops it);
-        the marks of files no longer quarantined are removed."""
+        """A mark for each file of a quarantined project, and for its name (QUARANTINED_PROJECTS), in QUARANTINED
+        (written before its page drops them); the marks of files and names no longer quarantined are removed."""
         directory = self.out / QUARANTINED
-        wanted = {file.path for name in self.statuses if self.quarantined(name) for file in self.projects.get(name, [])}
+        quarantined = [name for name in self.statuses if self.quarantined(name)]
+        wanted = {file.path for name in quarantined for file in self.projects.get(name, [])}
+        wanted |= {f"{QUARANTINED_PROJECTS}/{name.replace('-', separator)}"
+                   for name in quarantined for separator in "-_."}
         for relative in wanted:
             write(directory / relative, "")
-        for path in (directory.rglob("*") if directory.is_dir() else ()):
+        # Deepest first, so that a directory its marks left empty goes too.
+        for path in sorted(directory.rglob("*") if directory.is_dir() else (), reverse=True):
             if path.is_file() and path.relative_to(directory).as_posix() not in wanted:
                 path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
     def prune_metadata(self):
         """Remove the metadata of files no longer listed (after the pages stopped naming them)."""
@@ -499,15 +562,18 @@ class Pages:
     def update(self, changed):
         """Rebuild the pages of the projects whose files changed: (root, file name) pairs.
 
-        A `<file>.yanked` counts as a change of its file, a `<project>.status`
-        as a change of its project; a name pypiserver would not list as a
-        package changes nothing. The records are not saved (see save).
+        A `<file>.yanked` or `<file>.removed` counts as a change of its file,
+        a `<project>.status` as a change of its project; a name pypiserver
+        would not list as a package changes nothing. The records are not saved
+        (see save).
         """
         before, touched, dropped = set(self.projects), set(), []
         self.built_from = None
         for root, name in changed:
             if name.endswith(STATUS) and not name.startswith("."):
-                project = normalize_pkgname(name[:-len(STATUS)])
+                project = status_project(name)
+                if project is None:
+                    continue
                 found = [status for status in map(read_status, (Path(root) / name for root in self.roots)) if status]
                 if found:
                     self.statuses[project] = found[0]
@@ -516,12 +582,21 @@ class Pages:
                 self.projects.setdefault(project, [])
                 touched.add(project)
                 continue
+            if name.endswith(REMOVED):
+                name = name[:-len(REMOVED)]
+                self.held = held(self.roots)
             name = name[:-len(YANKED)] if name.endswith(YANKED) else name
             guessed = guess_pkgname_and_version(name) if is_listed_path(name) else None
             if guessed is None:
                 continue
             project = normalize_pkgname(guessed[0])
             fn = str(Path(root).resolve() / name)
+            if not is_project(project):
+                if listed(root, name):
+                    self.skip_invalid(fn)
+                else:
+                    self.invalid.discard(fn)
+                continue
             entries, kept = [], None
             for file in self.projects.get(project, []):
                 if file.fn == fn:
@@ -532,10 +607,11 @@ class Pages:
             package = listed(root, name)
             if package:
                 entries.append(self.file(package, kept))
-            if entries or project in self.projects:
+            if entries or project in self.projects or project in self.held:
                 self.projects[project] = sorted(entries, key=rank)
                 touched.add(project)
-        gone = {project for project in touched if not self.projects[project] and project not in self.statuses}
+        gone = {project for project in touched
+                if not self.projects[project] and project not in self.statuses and project not in self.held}
         self.write_quarantined()
         written = sum(self.write_project(project) for project in self.read_unread(sorted(touched - gone)))
         for project in gone:
@@ -644,6 +720,10 @@ def record_build(path, pages, began):
             metrics.family("pypi_index_projects", "Projects the pages list.", [(None, len(pages.projects))]),
             metrics.family("pypi_index_files", "Files the pages list.",
                            [(None, sum(len(entries) for entries in pages.projects.values()))]),
+            metrics.family("pypi_index_files_skipped", "Files in the package roots the pages leave off (unreadable, "
+                           "or their name gives no valid project); the page service's log says why.",
+                           [(None, len(pages.invalid) + sum(1 for entries in pages.projects.values()
+                                                       for file in entries if file.skip))]),
         ]))
 
 

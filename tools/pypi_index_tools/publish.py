@@ -13,10 +13,15 @@ that starts with it and a hyphen (`acme` covers `acme-lib`); the longest that
 covers a name rules it. A project grant names one project, inside a
 namespace or not, and rules it alone. An upload of a name that a rule covers
 by a user it does not list is refused with 409 (PEP 752), before a byte is
-stored. A removal (pypiserver's remove_pkg action) needs the same grant. An
-upload token (tokens.py) is held to its scope too (403 outside it), and works
-only while its user is one of the upload users. An archived or quarantined
-project (PEP 792, its `<project>.status` in a root) takes no upload (409).
+stored. An upload whose file name is not a wheel's or an sdist's (names.py)
+gets 400. A removal over HTTP (pypiserver's remove_pkg action) is refused to
+every user (403): a removal leaves a name, and a file name, that another
+upload must not take, so only the operators remove a release
+(playbooks/remove-release.yml). An upload token (tokens.py) is held to its
+scope too (403 outside it), and works only while its user is one of the
+upload users. An archived or quarantined project (PEP 792, its
+`<project>.status` in a root) takes no upload (409), nor does a file name the
+operators removed (its `<file>.removed`: 409, or 400 to twine).
 
 A name no rule covers is open to every uploader, but for its first upload
 (the index has no page of it yet): with "new_names": "granted" that is
@@ -39,9 +44,9 @@ from pypiserver.backend import BackendProxy
 from pypiserver.bottle_wrapper import HTTPError, request
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
-from pypi_index_tools import metrics
+from pypi_index_tools import metrics, names
 from pypi_index_tools.audit import Audit, Hashing
-from pypi_index_tools.pages import STATUS, covers, read_status, write
+from pypi_index_tools.pages import REMOVED, STATUS, covers, read_status, write
 
 
 def in_scope(token, project):
@@ -146,9 +151,9 @@ class Rules:
 
 
 class PublishRights(BackendProxy):
-    """A backend that refuses, with 409, an upload or removal its uploader holds no grant for (403 outside the
-    scope of the upload token used), and records every upload and removal it does or refuses in the audit
-    trail, and, given a metrics file, when the last upload was stored."""
+    """A backend that refuses, with 409, an upload its uploader holds no grant for (403 outside the scope of the
+    upload token used, 400 for a file name it does not take) and every removal (403), records every upload and
+    removal it does or refuses in the audit trail, and, given a metrics file, when the last upload was stored."""
 
     def __init__(self, wraps, rules_path, audit_path, metrics_path=None):
         super().__init__(wraps)
@@ -174,12 +179,14 @@ class PublishRights(BackendProxy):
                 [(None, time.time())])]))
 
     def check_upload(self, filename):
-        """Raise the refusal of this upload, if any: no grant, its project's status, or a first upload's
-        check. pypiserver refused a file name it cannot read before."""
-        guessed = guess_pkgname_and_version(filename)
-        if not guessed:
-            return
+        """Raise the refusal of this upload, if any: a file name the index does not take, no grant, its
+        project's status, or a first upload's check."""
         not_stored = f"{filename} was not stored"
+        try:
+            names.distribution(filename)
+        except ValueError as error:
+            raise HTTPError(400, f"{not_stored}: {error}.") from error
+        guessed = guess_pkgname_and_version(filename)
         self.check_grant(guessed[0], not_stored)
         rules = self.rules.current()
         closed = rules.status_refusal(guessed[0])
@@ -197,21 +204,20 @@ class PublishRights(BackendProxy):
         found = super().exists(filename)
         if found:
             status = 400 if "twine" in request.headers.get("User-Agent", "") else 409
+            removed = any((root / (filename + REMOVED)).is_file() for root in self.rules.current().roots)
+            why = ("was removed by the operators, and its name is never used again" if removed
+                   else "is already here")
             self.audit.record(**self.event("upload", filename), status=status,
-                              reason=f"{filename} is already here (pypiserver refused it; nothing was overwritten)")
+                              reason=f"{filename} {why} (pypiserver refused it; nothing was overwritten)")
         return found
 
     def remove_package(self, pkg):
         # pypiserver's remove_pkg action (POST /, as `twine` never sends but
-        # a script may): the same grants as an upload.
-        event = self.event("remove", pkg.fn)
-        try:
-            self.check_grant(pkg.pkgname, f"{pkg.fn} was not removed")
-        except HTTPError as error:
-            self.audit.record(**event, status=error.status_code, reason=error.body)
-            raise
-        super().remove_package(pkg)
-        self.audit.record(**event, status=200)
+        # a script may): refused to everyone, and recorded.
+        reason = (f"{pkg.relfn} was not removed: removal over HTTP is off on this index; "
+                  "its operators remove a release with playbooks/remove-release.yml")
+        self.audit.record(**self.event("remove", pkg.relfn), status=403, reason=reason)
+        raise HTTPError(403, reason)
 
     @staticmethod
     def event(kind, filename):

@@ -2,8 +2,9 @@
 
 The yank and remove playbooks ask it: `--project` is compared after PEP 503
 normalization, `--version` as written in the file names (pypiserver's own
-parsing), `--filename` names one file. It prints the files' paths as a JSON
-list and changes nothing.
+parsing), `--filename` names one file. The release playbook asks it for a
+project's removal marks instead (`--removed`: pages.REMOVED). It prints the
+paths as a JSON list and changes nothing.
 """
 
 import argparse
@@ -11,7 +12,9 @@ import json
 from pathlib import Path
 
 from pypiserver.backend import listdir
-from pypiserver.pkg_helpers import normalize_pkgname
+from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
+
+from pypi_index_tools.pages import REMOVED
 
 
 def release_files(roots, project, version=None, filename=None):
@@ -23,13 +26,29 @@ def release_files(roots, project, version=None, filename=None):
                   and (filename is None or Path(package.fn).name == filename))
 
 
+def removal_marks(roots, project):
+    """The paths of a project's removal marks (`<file>.removed`), sorted."""
+    project = normalize_pkgname(project)
+    marks = []
+    for root in roots:
+        for path in Path(root).glob("*" + REMOVED):
+            guessed = guess_pkgname_and_version(path.name[:-len(REMOVED)])
+            if guessed and normalize_pkgname(guessed[0]) == project:
+                marks.append(str(path))
+    return sorted(marks)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", required=True)
     parser.add_argument("--version")
     parser.add_argument("--filename")
+    parser.add_argument("--removed", action="store_true", help="list the project's removal marks instead")
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
+    if args.removed:
+        print(json.dumps(removal_marks(args.roots, args.project)))
+        return
     if not (args.version or args.filename):
         parser.error("name a --version or a --filename")
     print(json.dumps(release_files(args.roots, args.project, args.version, args.filename)))

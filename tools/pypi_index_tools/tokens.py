@@ -131,15 +131,36 @@ def scope_refusal(rules, user, namespaces, projects):
     return None
 
 
+def expiry_refusal(expires, today, max_days):
+    """Why a token may not expire on this day (a sentence), or None: a real day, YYYY-MM-DD, from today (UTC) to
+    max_days after it."""
+    try:
+        if len(expires) != 10:
+            raise ValueError
+        day = datetime.date.fromisoformat(expires)
+    except ValueError:
+        return f"the expiry {expires!r} is not a day written YYYY-MM-DD"
+    latest = today + datetime.timedelta(days=max_days)
+    if not today <= day <= latest:
+        return (f"the expiry {expires} is not between today ({today.isoformat()}) and {latest.isoformat()} "
+                f"(pypi_index_tokens_max_days: {max_days})")
+    return None
+
+
 def main(argv=None):
-    """Check a token's scope against the rules file before the role issues it; exit 1 saying why not."""
+    """Check a token's scope against the rules file, and its expiry, before the role issues it; exit 1 saying why
+    not."""
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--rules", required=True)
     parser.add_argument("--user", required=True)
     parser.add_argument("--namespace", action="append", default=[])
     parser.add_argument("--project", action="append", default=[])
+    parser.add_argument("--expires", required=True)
+    parser.add_argument("--max-days", type=int, required=True)
     args = parser.parse_args(argv)
-    why = scope_refusal(Rules(args.rules).current(), args.user, args.namespace, args.project)
+    today = datetime.datetime.now(datetime.timezone.utc).date()
+    why = (expiry_refusal(args.expires, today, args.max_days)
+           or scope_refusal(Rules(args.rules).current(), args.user, args.namespace, args.project))
     if why:
         print(why, file=sys.stderr)
         return 1

@@ -13,7 +13,8 @@ way (disk full, an I/O error) would leave a partial file that the pages list.
 This backend writes a hidden temporary file beside it (pypiserver and the
 page builder ignore names starting with a dot) and renames it only once all
 of it is on disk; on failure the client gets 507 (no space) or 500, and the
-root holds nothing new.
+root holds nothing new. Before the rename, the file's own metadata must name
+the project its file name does (names.py), else 400 and nothing is kept.
 """
 
 import errno
@@ -25,6 +26,8 @@ from pypiserver.backend import BackendProxy, SimpleFileBackend
 from pypiserver.bottle_wrapper import HTTPError
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
 
+from pypi_index_tools.names import metadata_refusal
+from pypi_index_tools.pages import REMOVED
 from pypi_index_tools.render import lists
 
 
@@ -36,7 +39,9 @@ class PagesBackend(SimpleFileBackend):
         self.pages = Path(pages)
 
     def exists(self, filename):
-        if any((Path(root) / filename).is_file() for root in self.roots):
+        # A file the operators removed keeps its name: no upload may bring
+        # other bytes under it (pages.REMOVED).
+        if any((Path(root) / name).is_file() for root in self.roots for name in (filename, filename + REMOVED)):
             return True
         guessed = guess_pkgname_and_version(filename)
         if guessed is None:
@@ -60,6 +65,10 @@ class PagesBackend(SimpleFileBackend):
                 full = error.errno in (errno.ENOSPC, errno.EDQUOT)
                 raise HTTPError(507 if full else 500,
                                 f"{filename} was not stored: {os.strerror(error.errno)}") from error
+        why = metadata_refusal(part.name, filename)
+        if why:
+            os.unlink(part.name)
+            raise HTTPError(400, f"{filename} was not stored: {why}")
         # Apache (another user) serves the file; a temporary file is private.
         os.chmod(part.name, 0o644)
         os.replace(part.name, root / filename)

@@ -99,16 +99,49 @@ def test_project_page_links_each_file_with_its_sha256_sorted_by_version(site, ca
     assert f"<h1>Links for foo-bar</h1>\n{links}    </body>" in text
 
 
-def test_a_name_with_html_characters_is_escaped_and_quoted(site):
-    add(site["roots"][0], "a&b-1.0.tar.gz", b"amp")
+@pytest.mark.parametrize("bad", ["a&b-1.0.tar.gz", "-1.0.tar.gz", "-2.0.tar.gz", "_-1.0.tar.gz"])
+def test_a_file_whose_name_gives_no_valid_project_is_left_off_and_every_other_page_is_built(site, bad, capsys):
+    """The upload application takes no such name; one put in a root by hand (the empty name: its page would be
+    /simple/ itself) is skipped, logged, and counted."""
+    add(site["roots"][0], bad, b"bad")
+    add(site["roots"][0], "foo-1.0.tar.gz", b"good")
 
-    build(site)
+    pages = Pages(site["out"], site["state"], site["roots"], "sha256", site["metadata"])
+    pages.build_all()
 
-    assert '<a href="a%26b/">a&amp;b</a><br>' in page(site)
-    text = page(site, "a&b")
-    assert "<title>Links for a&amp;b</title>" in text
-    assert f'<a href="../../packages/a%26b-1.0.tar.gz#sha256={hashlib.sha256(b"amp").hexdigest()}">' \
-           "a&amp;b-1.0.tar.gz</a>" in text
+    assert 'href="foo/"' in page(site) and link("foo-1.0.tar.gz", b"good") in page(site, "foo")
+    assert bad not in page(site) and sorted(path.name for path in site["out"].iterdir() if path.is_dir()) == [
+        "_namespaces", "foo"]
+    assert pages.invalid == {str(site["roots"][0].resolve() / bad)}
+    logged = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert {"skipped": str(site["roots"][0].resolve() / bad),
+            "reason": "its file name gives no valid project name"} in logged
+
+
+@pytest.mark.parametrize("content", [b"\x1f\x8b not JSON", b'"quarantined"', b'{"status": 5}', b'{"status": "gone"}',
+                                     b'{"status": "archived", "reason": ["a list"]}', b"\xff\xfe"])
+def test_a_status_mark_the_role_did_not_write_changes_nothing_and_stops_nothing(site, watched, content, capsys):
+    (site["roots"][0] / "foo.status").write_bytes(content)
+
+    watched.update({(site["roots"][0], "foo.status")})
+    watched.build_all()
+
+    assert "foo-1.0.tar.gz" in page(site, "foo") and "project-status" not in page(site, "foo")
+    assert "not a status mark" in capsys.readouterr().out
+    add(site["roots"][0], "foo-1.1.tar.gz")
+    watched.update({(site["roots"][0], "foo-1.1.tar.gz")})
+    assert "foo-1.1.tar.gz" in page(site, "foo")
+
+
+def test_an_update_of_a_file_whose_name_gives_no_valid_project_writes_no_page_and_counts_it(site, watched):
+    root_page = page(site)
+    add(site["roots"][0], "-1.0.tar.gz")
+
+    assert watched.update({(site["roots"][0], "-1.0.tar.gz")}) == {"written": 0, "removed": 0}
+    assert page(site) == root_page and len(watched.invalid) == 1
+    (site["roots"][0] / "-1.0.tar.gz").unlink()
+    watched.update({(site["roots"][0], "-1.0.tar.gz")})
+    assert watched.invalid == set()
 
 
 def test_an_unchanged_index_writes_no_page_and_hashes_nothing_again(site):
@@ -294,10 +327,14 @@ def test_watch_builds_the_page_of_a_file_copied_into_a_root(site, tmp_path):
     add(site["roots"][0], "foo-1.0.tar.gz")
     command = [sys.executable, "-m", "pypi_index_tools.pages", "--watch", "--out", str(site["out"]),
                "--state", str(site["state"]), "--metadata", str(site["metadata"]), *map(str, site["roots"])]
-    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TOOLS)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log goes to a file, read only once a wait failed: a pipe would
+    # block the read of a watcher that is still running.
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(TOOLS)},
+                                   stdout=output, stderr=subprocess.STDOUT)
     try:
-        assert wait_for(site["out"] / "index.html"), process.stderr.read1().decode()
+        assert wait_for(site["out"] / "index.html"), log.read_text()
         data = wheel("newcomer", "0.1")
         upload = add(tmp_path, "newcomer-0.1-py3-none-any.whl", data)
         shutil.copy(upload, site["roots"][1])
@@ -397,6 +434,7 @@ def test_a_build_tells_monitoring_when_it_ended_how_long_it_took_and_what_it_lis
     assert began + 1.5 - 0.01 <= float(values["pypi_index_pages_built_timestamp_seconds"]) <= time.time() + 0.001
     assert 1.5 <= float(values["pypi_index_pages_build_duration_seconds"]) < 60
     assert (float(values["pypi_index_projects"]), float(values["pypi_index_files"])) == (2, 2)
+    assert float(values["pypi_index_files_skipped"]) == 0
 
 
 def test_a_build_stamps_the_pages_built_only_once_every_page_is_written(site):
@@ -406,3 +444,26 @@ def test_a_build_stamps_the_pages_built_only_once_every_page_is_written(site):
 
     stamp = (site["out"] / ".built").stat().st_mtime_ns
     assert all(path.stat().st_mtime_ns <= stamp for path in site["out"].rglob("index.*"))
+
+
+def test_a_project_whose_files_the_operators_removed_keeps_an_empty_page(site, watched, no_walk):
+    """Its name stays the index's: the pass-through never asks the upstream for it (pages.REMOVED)."""
+    add(site["roots"][1], "bar-1.0.tar.gz.removed", b"{}")
+    watched.update({(site["roots"][1], "bar-1.0.tar.gz.removed")})
+    (site["roots"][1] / "bar-1.0.tar.gz").unlink()
+
+    watched.update({(site["roots"][1], "bar-1.0.tar.gz")})
+
+    assert "bar-1.0.tar.gz" not in page(site, "bar") and 'href="bar/"' in page(site)
+
+
+def test_a_full_build_keeps_the_page_of_a_removed_project_and_a_release_lets_it_go(site, watched):
+    add(site["roots"][1], "bar-1.0.tar.gz.removed", b"{}")
+    (site["roots"][1] / "bar-1.0.tar.gz").unlink()
+    watched.build_all()
+    assert "<title>Links for bar</title>" in page(site, "bar") and "bar-1.0.tar.gz<" not in page(site, "bar")
+
+    (site["roots"][1] / "bar-1.0.tar.gz.removed").unlink()
+    assert watched.update({(site["roots"][1], "bar-1.0.tar.gz.removed")}) == {"written": 1, "removed": 1}
+
+    assert not (site["out"] / "bar").exists() and 'href="bar/"' not in page(site)

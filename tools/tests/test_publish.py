@@ -133,20 +133,22 @@ def test_a_stored_upload_and_no_refused_one_gives_the_last_upload_time_to_monito
     assert before - 0.001 <= float(value) <= time.time() + 0.001
 
 
-def test_a_removal_needs_the_same_grant_as_an_upload_and_is_in_the_audit_trail(index, tmp_path):
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_a_removal_over_http_is_refused_to_everyone_and_is_in_the_audit_trail(index, tmp_path, user):
+    """The owner (alice) and an uploader without a grant (bob) alike: a removal would leave the name, and the file
+    name, free for other bytes; the operators remove a release with the playbook."""
     url, root, _, _ = index
     assert upload(url, "alice", "acme_tool-1.0.tar.gz", b"alice's")[0] == 200
 
-    status, body = remove(url, "bob", "acme_tool", "1.0")
-    assert status == 409
-    assert "acme_tool-1.0.tar.gz was not removed: acme-tool is in the namespace acme, and bob holds no grant" in body
-    assert (root / "acme_tool-1.0.tar.gz").exists()
-    assert remove(url, "alice", "acme_tool", "1.0")[0] == 200
-    assert not (root / "acme_tool-1.0.tar.gz").exists()
+    status, body = remove(url, user, "acme_tool", "1.0")
 
+    assert status == 403
+    assert "acme_tool-1.0.tar.gz was not removed: removal over HTTP is off" in body
+    assert "playbooks/remove-release.yml" in body
+    assert (root / "acme_tool-1.0.tar.gz").read_bytes() == b"alice's"
     events = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
     assert [(event["event"], event["user"], event["status"]) for event in events] == [
-        ("upload", "alice", 200), ("remove", "bob", 409), ("remove", "alice", 200)]
+        ("upload", "alice", 200), ("remove", user, 403)]
 
 
 @pytest.mark.parametrize("status,refused", [("archived", True), ("quarantined", True), ("deprecated", False)])
@@ -174,3 +176,18 @@ def test_an_upload_pypiserver_refuses_itself_is_in_the_audit_trail_too(index, tm
     again = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
     assert (again["event"], again["user"], again["status"]) == ("upload", "alice", 409)
     assert "acme_tool-1.0.tar.gz is already here" in again["reason"]
+
+
+def test_a_file_name_the_operators_removed_is_never_used_again_but_the_project_takes_new_versions(index, tmp_path):
+    """A `<file>.removed` (the remove playbook's) keeps the name from other bytes; the owner uploads the next
+    version as usual, the page (kept by the page builder) saying the name is the index's."""
+    url, root, pages, _ = index
+    (root / "acme_tool-1.0.tar.gz.removed").write_text("{}")
+    has_page(pages, "acme-tool")
+
+    status, _ = upload(url, "alice", "acme_tool-1.0.tar.gz", b"other bytes")
+
+    assert status == 409 and not (root / "acme_tool-1.0.tar.gz").exists()
+    refused = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
+    assert "acme_tool-1.0.tar.gz was removed by the operators, and its name is never used again" in refused["reason"]
+    assert upload(url, "alice", "acme_tool-1.1.tar.gz", b"next")[0] == 200

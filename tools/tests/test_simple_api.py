@@ -256,6 +256,8 @@ def test_a_quarantined_project_lists_no_file_and_lifting_it_lists_them_again(sit
     assert SDIST not in html(site, "holygrail")
     # Apache refuses the file itself by this mark (the vhost's quarantine partial).
     assert (site["out"] / "_quarantined" / SDIST).is_file()
+    # And the pass-through's file URLs by the project's name, in each spelling a file name may give it.
+    assert sorted(path.name for path in (site["out"] / "_quarantined" / "_projects").iterdir()) == ["holygrail"]
     assert as_json(site, "holygrail")["files"] == [] and as_json(site, "holygrail")["versions"] == []
     assert as_json(site, "holygrail")["project-status"] == {"status": "quarantined"}
     assert '<meta name="pypi:project-status" content="quarantined">' in html(site, "holygrail")
@@ -309,3 +311,13 @@ def test_pep_752_namespaces_are_in_each_projects_json_and_listed_with_their_deta
     Pages(site["out"], site["state"], [site["root"]], "sha256", site["metadata"], ("acme",)).build_all()
     assert sorted(path.name for path in listed.iterdir()) == ["acme.json", "list.json"]
     assert as_json(site, "acme-labs-x")["namespaces"] == [{"name": "acme", "owned": True}]
+
+
+def test_a_quarantined_name_is_marked_in_each_spelling_a_file_name_may_give_it(site):
+    set_status(site, "Holy.Grail_Kit", "quarantined")
+    pages = Pages(site["out"], site["state"], [site["root"]], "sha256", site["metadata"])
+
+    pages.build_all()
+
+    assert sorted(path.name for path in (site["out"] / "_quarantined" / "_projects").iterdir()) == [
+        "holy-grail-kit", "holy.grail.kit", "holy_grail_kit"]

@@ -13,7 +13,7 @@ from upload_app import RULES, Upstream, index, rules, upload, upstream  # noqa: 
 
 from pypi_index_tools.publish import Rules
 from pypi_index_tools.tokens import main as check_scope
-from pypi_index_tools.tokens import scope_refusal
+from pypi_index_tools.tokens import expiry_refusal, scope_refusal
 
 TODAY = datetime.datetime.now(datetime.timezone.utc).date()
 
@@ -102,6 +102,26 @@ def test_a_scope_wider_than_the_users_grants_is_refused_before_issue(rules, user
 
 
 def test_the_scope_check_exits_1_and_says_why(rules, capsys):
-    assert check_scope(["--rules", str(rules), "--user", "alice", "--namespace", "acme"]) == 0
-    assert check_scope(["--rules", str(rules), "--user", "bob", "--namespace", "acme"]) == 1
+    expiry = ["--expires", TODAY.isoformat(), "--max-days", "30"]
+    assert check_scope(["--rules", str(rules), "--user", "alice", "--namespace", "acme", *expiry]) == 0
+    assert check_scope(["--rules", str(rules), "--user", "bob", "--namespace", "acme", *expiry]) == 1
     assert "wider than bob's grants" in capsys.readouterr().err
+    assert check_scope(["--rules", str(rules), "--user", "alice", "--namespace", "acme", "--expires", "2027-13-99",
+                        "--max-days", "30"]) == 1
+    assert "is not a day written YYYY-MM-DD" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("expires,refused_by", [
+    ("2027-13-99", "is not a day written YYYY-MM-DD"),
+    ("2027-02-30", "is not a day written YYYY-MM-DD"),
+    ("20270101", "is not a day written YYYY-MM-DD"),
+    ("2027-1-1", "is not a day written YYYY-MM-DD"),
+    ("soon", "is not a day written YYYY-MM-DD"),
+    ((TODAY - datetime.timedelta(days=1)).isoformat(), "is not between today"),
+    ((TODAY + datetime.timedelta(days=91)).isoformat(), "(pypi_index_tokens_max_days: 90)"),
+    (TODAY.isoformat(), None),
+    ((TODAY + datetime.timedelta(days=90)).isoformat(), None),
+])
+def test_an_expiry_is_a_real_day_from_today_to_the_maximum(expires, refused_by):
+    why = expiry_refusal(expires, TODAY, 90)
+    assert why is None if refused_by is None else refused_by in why

@@ -121,7 +121,10 @@ def test_the_list_shows_each_tokens_scope_and_state_and_no_secret(server, alices
 @pytest.mark.parametrize("token,because", [
     ({"user": "alice", "namespaces": ["beta"]}, "the scope is wider than alice's grants: beta is in the namespace beta"),
     ({"user": "mallory", "namespaces": ["acme"]}, "mallory is not an upload user"),
-    ({"user": "alice", "namespaces": ["acme"], "expires": "2020-01-01"}, 'pypi_index_tokens_expires "2020-01-01"'),
+    ({"user": "alice", "namespaces": ["acme"], "expires": "2020-01-01"}, "the expiry 2020-01-01 is not between today"),
+    ({"user": "alice", "namespaces": ["acme"], "expires": "2027-13-99"},
+     "the expiry '2027-13-99' is not a day written YYYY-MM-DD"),
+    ({"user": "alice", "namespaces": ["acme"], "expires": "2999-01-01"}, "(pypi_index_tokens_max_days: 366)"),
     ({"user": "alice", "namespaces": ["acme"], "name": "alice-ci"}, "A token named alice-ci exists"),
 ])
 def test_bad_input_issues_no_token_and_says_why(server, alices_token, token, because):
@@ -164,3 +167,19 @@ def test_with_tokens_only_a_password_upload_is_refused_and_a_token_publishes(ser
     assert published.returncode == 0, published.stdout + published.stderr
     restored = run_playbook("site.yml", SETTINGS)
     assert restored.returncode == 0, output(restored)
+
+
+def test_a_token_written_to_the_operator_s_file_is_not_in_the_play_s_output(server, converged, tmp_path):
+    """For a run whose output is logged (CI): the token goes to a file only its owner reads, and it publishes."""
+    path = tmp_path / "ci.token"
+    result = tokens_playbook("issue", name="alice-file", user="alice", namespaces=["acme"], expires=NEXT_YEAR,
+                             output_file=str(path))
+    assert result.returncode == 0, output(result)
+
+    token = path.read_text().strip()
+    assert re.fullmatch(r"pidx-[A-Za-z0-9]{43}", token)
+    assert (path.stat().st_mode & 0o777) == 0o600
+    assert token not in output(result) and "pidx-" not in output(result)
+    files = make_package(tmp_path, "acme_by_file", "1.0")
+    published = twine_upload(server.url, files, "__token__", token, reader=("alice", ALICE))
+    assert published.returncode == 0, output(published)

@@ -37,6 +37,7 @@ def upstream(upstream_host, tmp_path_factory):
                      + make_package(root / "shadowed", SHADOWED, "1.0")
                      + make_package(root / "taken", TAKEN, "1.0")
                      + make_package(root / "quarantined", "public_quarantined", "1.0")
+                     + make_package(root / "locked", "public_locked", "1.0")
                      # The attacker's: a private name with a higher version, and a reserved name.
                      + make_package(root / "evil", PRIVATE, "99.0")
                      + make_package(root / "reserved", "acme_secret", "1.0"))
@@ -147,13 +148,14 @@ def test_a_first_upload_of_a_name_the_upstream_has_gets_409_and_clients_still_ge
     assert f"{TAKEN}-1.0" in page and f"{TAKEN}-99.0" not in page
 
 
-def test_private_name_uploaded_after_a_public_lookup_shadows_it(server, uploader, upstream, tmp_path):
-    """Uploads of a name the upstream has are allowed with a project grant, and from then on only they are
-    listed."""
+def test_a_granted_name_is_never_passed_through_and_its_upload_shadows_the_upstream(server, uploader, upstream,
+                                                                                     tmp_path):
+    """A project grant claims a name the upstream has: it is never looked up there (404 before its first upload,
+    the upstream not asked), its grantee may upload it, and from then on only those files are listed."""
     page_url = f"{server.url}/simple/{SHADOWED.replace('_', '-')}/"
-    # Both forms of the upstream page are in the cache now.
     for headers in ({}, {"Accept": JSON_TYPE}):
-        assert f"{SHADOWED}-1.0" in page_text(page_url, headers=headers)
+        assert http_response(page_url, headers=headers)[0] == 404
+    assert f"/simple/{SHADOWED.replace('_', '-')}/" not in upstream_requests(upstream)
     files = make_package(tmp_path, SHADOWED, "0.1")
     result = twine_upload(server.url, files, uploader["name"], uploader["password"])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -234,7 +236,7 @@ def test_a_quarantined_public_name_is_answered_here_with_no_file_and_never_asked
     wait_for(lambda: server.host.file(page_file).exists and server.host.file(page_file).content_string,
              what=f"{page_file} with the quarantine", until=lambda text: '"quarantined"' in (text or ""))
 
-    page = json.loads(page_text(f"{server.url}/simple/public-quarantined/", headers={"Accept": JSON_TYPE}) or "{}")
+    page = json.loads(page_text(f"{server.url}/simple/public-quarantined/", headers={"Accept": JSON_TYPE}))
     python = fresh_venv(tmp_path / "pip")
     installed = pip(python, "install", "--no-cache-dir", "--index-url", f"{server.url}/simple/", "public-quarantined")
 
@@ -244,3 +246,60 @@ def test_a_quarantined_public_name_is_answered_here_with_no_file_and_never_asked
     assert "public-quarantined" not in upstream_requests(upstream)
     lifted = run_playbook("project-status.yml", {**quarantine, "pypi_index_release_status": "active"})
     assert lifted.returncode == 0, output(lifted)
+
+
+def test_a_quarantined_public_project_s_file_urls_are_404_cached_or_not_whatever_the_stamp(server, upstream):
+    """A lockfile records the pass-through's file URLs: after a quarantine none of them gives a byte, the one in
+    the cache included, nor does one with another stamp; lifted, they answer again."""
+    page = json.loads(page_text(f"{server.url}/simple/public-locked/", headers={"Accept": JSON_TYPE}))
+    urls = sorted(entry["url"].split("#")[0] for entry in page["files"])
+    assert len(urls) == 2, urls
+    cached = urls[0]
+    assert http_response(f"{server.url}{cached}")[0] == 200
+    unstamped = re.sub(r"/upstream-files/[0-9]{14}/", "/upstream-files/00000000000000/", cached)
+    quarantine = {"pypi_index_release_project": "Public_Locked", "pypi_index_release_status": "quarantined",
+                  "pypi_index_release_status_reason": "Malware"}
+    result = run_playbook("project-status.yml", quarantine)
+    assert result.returncode == 0, output(result)
+    mark = f"{role_default('pypi_index_pages_dir')}/_quarantined/_projects/public_locked"
+    wait_for(lambda: server.host.file(mark).exists, what=f"{mark}, the page builder's mark of the quarantine")
+
+    for url in (*urls, unstamped, f"{cached}.metadata"):
+        assert http_response(f"{server.url}{url}")[0] == 404, url
+
+    lifted = run_playbook("project-status.yml", {**quarantine, "pypi_index_release_status": "active"})
+    assert lifted.returncode == 0, output(lifted)
+    wait_for(lambda: http_response(f"{server.url}{cached}")[0], what=f"{cached} served again", until=lambda s: s == 200)
+
+
+def test_a_hung_upstream_costs_a_miss_the_upstream_timeout_and_no_more(server, upstream, private_app):
+    """A stopped upstream refuses at once; a hung one (its process frozen: connections accepted, never answered) is
+    what the timeout is for."""
+    frozen = upstream.run("systemctl kill --signal=SIGSTOP pypi-upstream")
+    try:
+        assert frozen.rc == 0, frozen.stderr
+        started = time.monotonic()
+        status, _ = http_response(f"{server.url}/simple/never-answered/")
+        took = time.monotonic() - started
+        print(f"\nupstream hung: an uncached name answered {status} in {took:.2f} s (timeout {UPSTREAM_TIMEOUT} s)")
+        assert status in (502, 504)
+        # It waited for the upstream, and gave up at the timeout (plus a
+        # margin for a loaded 2-CPU machine), not at Apache's own 300 s.
+        assert UPSTREAM_TIMEOUT - 0.5 <= took < UPSTREAM_TIMEOUT + 10, took
+        assert http_response(f"{server.url}/simple/corp-app/")[0] == 200
+    finally:
+        thawed = upstream.run("systemctl kill --signal=SIGCONT pypi-upstream")
+        assert thawed.rc == 0, thawed.stderr
+
+
+def test_a_query_string_on_a_file_url_reaches_neither_the_upstream_nor_a_new_cache_entry(server, upstream):
+    page = json.loads(page_text(f"{server.url}/simple/public-dep/", headers={"Accept": JSON_TYPE}))
+    url = sorted(entry["url"].split("#")[0] for entry in page["files"])[0]
+    assert http_response(f"{server.url}{url}")[0] == 200
+    entries = server.host.check_output("htcacheclean -A -p /var/cache/apache2/mod_cache_disk | wc -l")
+
+    for nonce in range(3):
+        assert http_response(f"{server.url}{url}?nonce={nonce}")[0] == 200
+
+    assert "nonce" not in upstream_requests(upstream)
+    assert server.host.check_output("htcacheclean -A -p /var/cache/apache2/mod_cache_disk | wc -l") == entries

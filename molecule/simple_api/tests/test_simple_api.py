@@ -235,8 +235,8 @@ def test_a_removed_release_leaves_the_pages_and_the_roots(server, published):
     remove = {"pypi_index_release_project": YANKY, "pypi_index_release_version": "1.0"}
     first, again = run_playbook("remove-release.yml", remove), run_playbook("remove-release.yml", remove)
     assert first.returncode == 0 and again.returncode == 0, output(first) + output(again)
-    # The marks, and their lines in the audit trail; a second run changes and records nothing.
-    assert changed_count(first) == 2 and changed_count(again) == 0
+    # The removal marks, the files, and their lines in the audit trail; a second run changes and records nothing.
+    assert changed_count(first) == 3 and changed_count(again) == 0
     url = f"{server.url}/simple/{normalized(YANKY)}/"
     wait_for(lambda: page_text(url), what=f"{YANKY} 1.0 gone from the page, 1.1 still on it",
              until=lambda page: f"{YANKY}-1.0" not in page and f"{YANKY}-1.1" in page)
@@ -244,6 +244,8 @@ def test_a_removed_release_leaves_the_pages_and_the_roots(server, published):
         assert not server.host.file(f"{server.packages_dir}/{path.name}").exists
         assert not server.host.file(f"/srv/pypi-index/uploads/{path.name}").exists
         assert http_response(f"{server.url}/packages/{path.name}")[0] == 404
+        # Its name is kept: no upload takes it again (pages.REMOVED).
+        assert server.host.file(f"/srv/pypi-index/uploads/{path.name}.removed").exists
 
 
 def pages_settled(server, uploader, tmp_path, name):
