@@ -12,7 +12,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 IMAGE_DEBIAN12 := pypi-index/debian:12
 IMAGE_DEBIAN13 := pypi-index/debian:13
 
-.PHONY: demo demo-destroy test bench lint docs unit molecule setup engine images
+.PHONY: demo demo-destroy test bench lint docs unit molecule mutation setup engine images
 
 demo: setup images ## Provision the demo container and print how to use it
 	ansible-playbook playbooks/demo.yml -i inventories/local
@@ -59,7 +59,7 @@ MTAIL := $(CURDIR)/.cache/mtail/usr/bin/mtail
 
 unit: setup /usr/bin/rsync /usr/bin/jq $(PROMTOOL) $(MTAIL)
 	cd tools && python -m pytest -q
-	PROMTOOL=$(PROMTOOL) MTAIL=$(MTAIL) python -m pytest -q -p no:cacheprovider tests
+	PROMTOOL=$(PROMTOOL) MTAIL=$(MTAIL) python -m pytest -q -p no:cacheprovider --timeout=900 tests
 
 /usr/bin/rsync /usr/bin/jq:
 	apt-get update -qq && apt-get install -y -qq --no-install-recommends $(notdir $@)
@@ -96,6 +96,21 @@ $(SSLYZE): requirements-sslyze.txt
 $(POETRY): requirements-poetry.txt
 	python3 -m venv .cache/poetry
 	.cache/poetry/bin/pip install --quiet -r requirements-poetry.txt
+	touch $@
+
+# The mutation check of the upload path (publish.py, tokens.py, names.py):
+# mutmut mutates them and runs their unit tests against each mutant, in a
+# copy of tools/ under .cache (mutmut writes its mutants beside the code).
+# Minutes, not part of `make test`; the report is docs/mutation.md.
+MUTMUT := .cache/mutmut/bin/mutmut
+
+mutation: $(MUTMUT)
+	rm -rf .cache/mutation && cp -r tools .cache/mutation
+	cd .cache/mutation && ../mutmut/bin/mutmut run --max-children 2 > /dev/null && ../mutmut/bin/mutmut results --all true
+
+$(MUTMUT): requirements-mutmut.txt
+	python3 -m venv .cache/mutmut
+	.cache/mutmut/bin/pip install --quiet -r requirements-mutmut.txt
 	touch $@
 
 # The controller tools only: what a real deployment needs (no Docker).

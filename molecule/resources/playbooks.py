@@ -38,7 +38,9 @@ def run_playbook(name, extra_vars=None, verbose=False, limit=None, inventories=(
         json.dump(extra_vars or {}, vars_file)
         vars_file.flush()
         argv += ["-e", f"@{vars_file.name}"]
-        return subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+        # A playbook that hangs (a host that stopped answering) raises
+        # TimeoutExpired instead of holding the suite.
+        return subprocess.run(argv, capture_output=True, text=True, env=env, check=False, timeout=1200)
 
 
 def changed_count(result):

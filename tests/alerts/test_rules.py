@@ -24,13 +24,13 @@ def rendered(tmp_path_factory):
     env = {**os.environ, "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg")}
     subprocess.run(["ansible-playbook", "-i", str(HERE / "hosts.yml"), str(HERE / "render.yml"),
                     "-e", f"out={out}", "-e", f"ansible_python_interpreter={shutil.which('python')}"],
-                   cwd=PROJECT, env=env, check=True, capture_output=True, text=True)
+                   cwd=PROJECT, env=env, check=True, capture_output=True, text=True, timeout=300)
     shutil.copy(HERE / "pypi-index.test.yml", out)
     return out
 
 
 def promtool(*args):
-    result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True)
+    result = subprocess.run([PROMTOOL, *args], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -40,7 +40,7 @@ def run_filter(page, form="json", min_age=7 * DAY, untimed="refuse", exceptions=
     body = page if isinstance(page, str) else json.dumps(page)
     result = subprocess.run(["/usr/bin/jq", "--raw-input", "--slurp", "--raw-output", "--compact-output",
                              "--arg", "form", form, "--slurpfile", "rules", str(rules), "--from-file", str(FILTER)],
-                            input=body, capture_output=True, text=True, check=True)
+                            input=body, capture_output=True, text=True, check=True, timeout=30)
     return result.stdout if form == "html" else json.loads(result.stdout)
 
 

@@ -57,7 +57,7 @@ def host_facts(index: int, floating: str = "") -> dict:
 
 
 def ansible(command: list, env: dict) -> str:
-    result = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=PROJECT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -71,9 +71,9 @@ def test_manifest_equals_what_sha256sum_writes_from_the_root(host, tmp_path):
     out, _ = write_manifest(host, tmp_path)
 
     relative = sorted(LISTED)
-    real = subprocess.run(["sha256sum", *relative], cwd=host, capture_output=True, check=True, text=True)
+    real = subprocess.run(["sha256sum", *relative], cwd=host, capture_output=True, check=True, text=True, timeout=30)
     assert out.read_text() == real.stdout
-    check = subprocess.run(["sha256sum", "--check", "--quiet", str(out)], cwd=host, capture_output=True)
+    check = subprocess.run(["sha256sum", "--check", "--quiet", str(out)], cwd=host, capture_output=True, timeout=30)
     assert check.returncode == 0
 
 
@@ -91,7 +91,7 @@ def test_manifest_escapes_a_newline_in_a_name_as_sha256sum_does(tmp_path):
 
     assert run(root, "manifest", "--out", str(out), "/srv").returncode == 0
 
-    real = subprocess.run(["sha256sum", "srv/odd\nname"], cwd=root, capture_output=True, check=True, text=True)
+    real = subprocess.run(["sha256sum", "srv/odd\nname"], cwd=root, capture_output=True, check=True, text=True, timeout=30)
     assert out.read_text() == real.stdout
     assert run(root, "verify", "--manifest", str(out)).returncode == 0
 

@@ -197,25 +197,39 @@ class CountingPasses:
         return None
 
 
-def test_a_replica_gets_a_pass_at_once_and_again_every_repair_period_even_after_a_failure():
-    passes = CountingPasses()
-    Replica("r1", passes, repair=0.1, metrics=Metrics(None, None)).start()
-    time.sleep(0.35)
+def calls_by(passes, count, seconds=5):
+    """The passes' calls once there are `count` of them, or after `seconds` (what came by then)."""
+    deadline = time.monotonic() + seconds
+    while len(passes.calls) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return list(passes.calls)
 
-    assert 3 <= len(passes.calls) <= 5
+
+def test_a_replica_gets_a_pass_at_once_and_again_every_repair_period():
+    passes = CountingPasses()
+    started = time.monotonic()
+    Replica("r1", passes, repair=0.1, metrics=Metrics(None, None)).start()
+
+    calls = calls_by(passes, 3)
+
+    assert len(calls) >= 3, calls
+    assert calls[0][1] - started < 1
+    # Again after each repair period, never sooner.
+    gaps = [later[1] - earlier[1] for earlier, later in zip(calls, calls[1:3])]
+    assert all(gap >= 0.09 for gap in gaps), gaps
 
 
 def test_a_wanted_pass_runs_without_waiting_for_the_repair_period():
     passes = CountingPasses()
     thread = Replica("r1", passes, repair=60, metrics=Metrics(None, None))
     thread.start()
-    deadline = time.monotonic() + 2
-    while not passes.calls and time.monotonic() < deadline:
-        time.sleep(0.01)
+    assert len(calls_by(passes, 1)) == 1
+    wanted = time.monotonic()
     thread.wanted.set()
-    time.sleep(0.2)
 
-    assert len(passes.calls) == 2
+    calls = calls_by(passes, 2)
+
+    assert len(calls) == 2 and calls[1][1] - wanted < 5, calls
 
 
 def test_an_upload_reaches_the_replica_through_both_watchers(primary, tmp_path):
@@ -229,10 +243,15 @@ def test_an_upload_reaches_the_replica_through_both_watchers(primary, tmp_path):
          "--dest", str(tmp_path / "replicas") + "/{host}/{module}/", "--repair", "600",
          "--metrics", str(tmp_path / "replication.prom"), "r1"],
     ]
-    processes = [subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-                 for command in watchers]
+    # Their logs go to files, read only once a wait failed: a pipe would
+    # block the read of a watcher that is still running.
+    logs = [tmp_path / "pages.log", tmp_path / "replicate.log"]
+    processes = []
+    for command, log in zip(watchers, logs):
+        with open(log, "wb") as output:
+            processes.append(subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT))
     try:
-        assert wait_for(copied(p, "pages", MARK)), processes[1].stderr.read1().decode()
+        assert wait_for(copied(p, "pages", MARK)), "\n".join(log.read_text() for log in logs)
         data = wheel("bar", "2.0")
         add(tmp_path, "bar-2.0-py3-none-any.whl", data).rename(p["root"] / "bar-2.0-py3-none-any.whl")
 

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import tarfile
 import threading
 import time
 from pathlib import Path
@@ -112,7 +113,7 @@ def backup(old, backups, dists, late_dists, token):
 
 @pytest.fixture(scope="module")
 def host_lost(old, backup):
-    subprocess.run(["docker", "rm", "--force", old.name], check=True, capture_output=True)
+    subprocess.run(["docker", "rm", "--force", old.name], check=True, capture_output=True, timeout=120)
     return backup
 
 
@@ -136,12 +137,19 @@ def restored(new, backups, host_lost, tmp_path_factory):
 
 
 def test_backup_holds_uploads_whole_or_not_at_all(old, backup, late_dists):
+    """Each late upload in the last backup is there whole, in its archive as in its manifest; and some are there,
+    so the uploads did overlap the backups."""
     listed = dict(reversed(line.split("  ", 1)) for line in (backup / "FILES.sha256").read_text().splitlines())
-    for files in late_dists:
-        for dist in files:
-            path = f"{old.packages_dir.lstrip('/')}/{dist.name}"
-            if path in listed:
-                assert listed[path] == hashlib.sha256(dist.read_bytes()).hexdigest(), path
+    with tarfile.open(backup / "pypi-index.tar.gz") as archive:
+        archived = {member.name.lstrip("/"): hashlib.sha256(archive.extractfile(member).read()).hexdigest()
+                    for member in archive if member.isfile()}
+    late = {f"{old.packages_dir.lstrip('/')}/{dist.name}": hashlib.sha256(dist.read_bytes()).hexdigest()
+            for files in late_dists for dist in files}
+    present = sorted(path for path in late if path in listed)
+    assert present, "no late upload landed before the last backup: the uploads did not overlap the backups"
+    for path in present:
+        assert listed[path] == late[path] and archived.get(path) == late[path], path
+    assert all(archived.get(path) == digest for path, digest in listed.items()), "the archive is not its manifest"
 
 
 def test_corrupt_backup_fails_before_any_change(new, host_lost, tmp_path):

@@ -1,7 +1,7 @@
 """Bad settings fail the run with a message a person understands, before the host changes."""
 
 import pytest
-from playbooks import output, run_playbook
+from playbooks import changed_count, output, run_playbook
 from pypi_client import role_default
 
 SECRET = "a-password-that-must-never-show"
@@ -73,8 +73,19 @@ def baseline():
     assert result.returncode == 0, output(result)
 
 
+# Everything a run writes but the virtualenv: the site, the WSGI file, the
+# password, group, rules and tokens files, the node files, the packages.
+STATE = ("find /etc/pypi-index /etc/apache2 /opt/pypi-index /srv/pypi-index -path /opt/pypi-index/venv -prune "
+         "-o -printf '%p %y %m %u:%g\\n'; "
+         "find /etc/pypi-index /etc/apache2 /opt/pypi-index /srv/pypi-index -path /opt/pypi-index/venv -prune "
+         "-o -type f -exec sha256sum {} +")
+
+
 def checksums(host):
-    return {path: host.file(path).sha256sum for path in WATCHED}
+    """The watched files' sha256, and every path's type, mode, owner and sha256 under what a run writes."""
+    state = host.run(STATE)
+    assert state.rc == 0 and "/etc/pypi-index/publish.json" in state.stdout, state.stderr
+    return {**{path: host.file(path).sha256sum for path in WATCHED}, "state": sorted(state.stdout.splitlines())}
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -90,6 +101,7 @@ def test_bad_input_fails_before_any_change(host, baseline, case):
         assert part in text, text[-2000:]
     assert SECRET not in text
     assert checksums(host) == before
+    assert changed_count(result) == 0, text[-2000:]
 
 
 def test_rotation_refuses_bad_users_too(host, baseline):

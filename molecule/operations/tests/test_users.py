@@ -33,8 +33,11 @@ def dists(tmp_path_factory):
 
 
 def can_upload(server, dist, user, password):
-    """Whether the server lets this user in: 401 or 403 means refused, anything else got past the password."""
-    return raw_upload_status(server.url, dist, (user, password)) not in (401, 403)
+    """Whether the server lets this user in: 401 (a wrong, old or removed password) is refused; 200 (stored) or
+    409 (the same file again) got past the password; any other answer fails the test."""
+    status = raw_upload_status(server.url, dist, (user, password))
+    assert status in (200, 401, 409), (user, status)
+    return status != 401
 
 
 def test_converge_output_holds_no_password(converged):
@@ -51,6 +54,8 @@ def test_rotation_changes_only_the_password_file(host, converged, dists, tmp_pat
 
     with downloads:
         rotated = run_playbook("rotate-upload-passwords.yml", users(ALICE_2, BOB_1), verbose=True)
+        # Still going once the play has swapped the file: the swap happened under load.
+        assert downloads.running, f"the download loop ended after {downloads.done} requests, before the play did"
 
     assert rotated.returncode == 0, output(rotated)
     # The new file written beside the old one, then renamed over it.
@@ -102,10 +107,11 @@ def _apache_pid(host):
 
 
 def _download_loop(urls):
-    """Downloads in the background until the block ends (at most 3000 requests or 300 s)."""
+    """Downloads in the background until the block ends (at most 200,000 requests or 300 s: more than a rotation
+    takes, so that the loop still runs when the play ends)."""
 
     def download(n):
         with urllib.request.urlopen(urls[n % len(urls)], timeout=10) as response:
             response.read()
 
-    return BackgroundRequests(download, limit=3000)
+    return BackgroundRequests(download, limit=200_000)

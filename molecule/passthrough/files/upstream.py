@@ -89,4 +89,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
+# There from the start, so that a test reading it learns "never asked" from
+# an empty file, never from a missing one.
+LOG_FILE.touch()
 http.server.ThreadingHTTPServer(("", 80), Handler).serve_forever()

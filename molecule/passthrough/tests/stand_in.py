@@ -24,11 +24,15 @@ def publish_upstream(host, paths, uploaded=PUBLISHED_LONG_AGO):
     upload-time when uploaded is None."""
     for path in paths:
         subprocess.run(["docker", "cp", str(path), f"{UPSTREAM}:/srv/upstream/files/{path.name}"],
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, timeout=120)
     stamp = "@0" if uploaded is None else uploaded
     names = " ".join(f"/srv/upstream/files/{path.name}" for path in paths)
     host.run_expect([0], f"touch -d '{stamp}' {names}")
 
 
 def upstream_requests(host):
-    return host.file(UPSTREAM_LOG).content_string if host.file(UPSTREAM_LOG).exists else ""
+    """What the stand-in upstream was asked, one path a line. Its log exists from its start: a missing one (a
+    stand-in that never ran) fails, so that a check of what it was not asked cannot pass on it."""
+    log = host.file(UPSTREAM_LOG)
+    assert log.exists, f"{UPSTREAM_LOG} is missing on {host}: the stand-in upstream is not running"
+    return log.content_string

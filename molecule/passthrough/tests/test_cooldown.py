@@ -170,13 +170,23 @@ def test_exceptions_and_a_quarantined_cached_version_hold_at_once(server, cool, 
 
 def test_upstream_down_serves_no_file_younger_than_the_cooldown_from_the_cache(server, cool, upstream_host):
     assert versions_listed(json_page(server, COOL)) == ["1.0"]
-    upstream_host.run("systemctl stop pypi-upstream")
+    stopped = upstream_host.run("systemctl stop pypi-upstream")
     try:
+        assert stopped.rc == 0, stopped.stderr
+        # Down as the index host sees it, and the cached page past its
+        # freshness: what is served now is the stale copy, nothing fresher.
+        asked = server.host.run("python3 -c \"import urllib.request; "
+                                "urllib.request.urlopen('http://pypi-upstream/simple/', timeout=3)\"")
+        assert asked.rc != 0, "the stand-in upstream still answers"
+        time.sleep(PAGE_TTL + 1)
         status, headers = http_response(f"{server.url}{page_url(COOL)}", headers={"Accept": JSON_TYPE})
         page = json_page(server, COOL)
         assert status == 200, (status, dict(headers))
+        # mod_cache's mark of a stale answer served while the origin fails.
+        assert "111" in (headers.get("Warning") or ""), dict(headers)
         assert versions_listed(page) == ["1.0"], page
         # Downloaded by the installs above, so in the cache.
         assert http_response(f"{server.url}{wheel_url(page)}")[0] == 200
     finally:
-        upstream_host.run("systemctl start pypi-upstream")
+        started = upstream_host.run("systemctl start pypi-upstream")
+        assert started.rc == 0, started.stderr
