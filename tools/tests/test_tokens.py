@@ -3,6 +3,7 @@ outside it) and its user's grants (409 outside them); an unknown, expired or rev
 longer an upload user, gets 403 and stores nothing; the audit trail names the token and never holds it. A scope
 wider than the user's grants is refused before a token is issued."""
 
+import base64
 import datetime
 import hashlib
 import json
@@ -13,7 +14,7 @@ from upload_app import RULES, Upstream, index, rules, upload, upstream  # noqa: 
 
 from pypi_index_tools.publish import Rules
 from pypi_index_tools.tokens import main as check_scope
-from pypi_index_tools.tokens import expiry_refusal, scope_refusal
+from pypi_index_tools.tokens import Tokens, expiry_refusal, scope_refusal
 
 TODAY = datetime.datetime.now(datetime.timezone.utc).date()
 
@@ -106,6 +107,10 @@ def test_the_scope_check_exits_1_and_says_why(rules, capsys):
     assert check_scope(["--rules", str(rules), "--user", "alice", "--namespace", "acme", *expiry]) == 0
     assert check_scope(["--rules", str(rules), "--user", "bob", "--namespace", "acme", *expiry]) == 1
     assert "wider than bob's grants" in capsys.readouterr().err
+    assert check_scope(["--rules", str(rules), "--user", "carol", "--project", "acme-shared", *expiry]) == 0
+    assert check_scope(["--rules", str(rules), "--user", "carol", "--project", "acme-shared", "--project", "acme-x",
+                        *expiry]) == 1
+    assert "acme-x is in the namespace acme" in capsys.readouterr().err
     assert check_scope(["--rules", str(rules), "--user", "alice", "--namespace", "acme", "--expires", "2027-13-99",
                         "--max-days", "30"]) == 1
     assert "is not a day written YYYY-MM-DD" in capsys.readouterr().err
@@ -125,3 +130,14 @@ def test_the_scope_check_exits_1_and_says_why(rules, capsys):
 def test_an_expiry_is_a_real_day_from_today_to_the_maximum(expires, refused_by):
     why = expiry_refusal(expires, TODAY, 90)
     assert why is None if refused_by is None else refused_by in why
+
+
+@pytest.mark.parametrize("content", ['{}', '{"tokens": []}'])
+def test_a_tokens_file_with_no_token_knows_none_and_fails_closed(tmp_path, content):
+    path = tmp_path / "tokens.json"
+    path.write_text(content)
+    credentials = base64.b64encode(b"__token__:pidx-made-up").decode()
+
+    token, why = Tokens(path).current().check(credentials, {"alice"}, TODAY.isoformat())
+
+    assert token is None and why == "this token is not one of this index's"

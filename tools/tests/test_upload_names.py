@@ -5,7 +5,7 @@ import json
 import string
 
 import pytest
-from distributions import wheel
+from distributions import sdist, wheel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
@@ -56,9 +56,13 @@ def test_the_next_upload_after_a_refused_one_is_stored(index):
 @pytest.mark.parametrize("filename,data,reason", [
     ("zz-1.0-py3-none-any.whl", wheel("acme_tool", "1.0"), "its metadata names the project acme_tool, not zz"),
     ("zz-1.0-py3-none-any.whl", b"not a zip", "it is not a wheel pip could install"),
+    ("zz-1.0.tar.gz", None, "its metadata names the project acme_tool, not zz"),
 ])
-def test_a_wheel_whose_metadata_names_another_project_gets_400_and_nothing_is_stored(index, filename, data, reason):
+def test_a_distribution_whose_metadata_names_another_project_gets_400_and_nothing_is_stored(index, filename, data,
+                                                                                            reason):
+    """A wheel's METADATA, or an sdist's PKG-INFO (data None: an sdist of acme_tool, built here)."""
     url, root, _, _ = index
+    data = sdist("acme_tool", "1.0") if data is None else data
 
     status, body = upload(url, "alice", filename, data)
 
