@@ -303,3 +303,17 @@ def test_a_query_string_on_a_file_url_reaches_neither_the_upstream_nor_a_new_cac
 
     assert "nonce" not in upstream_requests(upstream)
     assert server.host.check_output("htcacheclean -A -p /var/cache/apache2/mod_cache_disk | wc -l") == entries
+
+
+def test_a_name_the_upstream_lacks_is_asked_there_once_per_page_ttl(server, upstream):
+    """A loop of requests for one made-up public name costs one upstream fetch, not one each (the 404 is cached
+    for the page TTL)."""
+    name = f"made-up-{time.monotonic_ns()}"
+    started = time.monotonic()
+    statuses = [http_response(f"{server.url}/simple/{name}/")[0] for _ in range(5)]
+    took = time.monotonic() - started
+
+    assert statuses == [404] * 5
+    # All within the TTL (else the count below proves nothing).
+    assert took < PAGE_TTL, f"5 requests took {took:.1f} s, past the page TTL ({PAGE_TTL} s)"
+    assert upstream_requests(upstream).count(f"/simple/{name}/") == 1, upstream_requests(upstream)
