@@ -18,7 +18,7 @@ from pypi_index_tools.publish import Rules
     ("bob", "acme-labs-x", None),  # the longest namespace rules
     ("alice", "acme-labs-x", "in the namespace acme-labs,"),
     ("carol", "acme-shared", None),  # a project grant rules its project alone
-    ("alice", "acme-shared", "has a project grant"),
+    ("alice", "acme-shared", "acme-shared has a project grant, and alice holds none for it"),
     ("bob", "acmecorp", None),  # a prefix of a name is not its namespace
     ("bob", "other", None),
     (None, "acme-tool", "an anonymous uploader"),
@@ -29,6 +29,15 @@ def test_the_rule_that_covers_a_name_decides(rules, user, project, refused_by):
         assert why is None
     else:
         assert refused_by in why
+
+
+def test_a_rules_file_without_namespaces_or_grants_claims_no_name(tmp_path):
+    """As one written by hand may be: every name open, nothing raised."""
+    path = tmp_path / "publish.json"
+    path.write_text("{}")
+    checked = Rules(path).current()
+    assert (checked.namespaces, checked.projects) == ({}, {})
+    assert checked.refusal("bob", "acme-tool") is None and not checked.claimed("acme-tool")
 
 
 def test_a_changed_rules_file_applies_at_once(rules):
@@ -151,16 +160,18 @@ def test_a_removal_over_http_is_refused_to_everyone_and_is_in_the_audit_trail(in
         ("upload", "alice", 200), ("remove", user, 403)]
 
 
-@pytest.mark.parametrize("status,refused", [("archived", True), ("quarantined", True), ("deprecated", False)])
-def test_an_archived_or_quarantined_project_takes_no_upload(index, status, refused):
+@pytest.mark.parametrize("status,refused,reason", [("archived", True, "moved to acme-tool2"),
+                                                   ("quarantined", True, ""), ("deprecated", False, "")])
+def test_an_archived_or_quarantined_project_takes_no_upload(index, status, refused, reason):
     url, root, _, _ = index
-    (root / "acme-tool.status").write_text(json.dumps({"status": status, "reason": "moved to acme-tool2"}))
+    (root / "acme-tool.status").write_text(json.dumps({"status": status, "reason": reason}))
 
     answer, body = upload(url, "alice", "acme_tool-2.0.tar.gz", b"late")
 
     if refused:
         assert answer == 409
-        assert f"acme-tool is {status} and takes no upload: moved to acme-tool2" in body
+        because = f": {reason}" if reason else ""
+        assert f"acme-tool is {status} and takes no upload{because}.</pre>" in body
     else:
         assert answer == 200
     assert (root / "acme_tool-2.0.tar.gz").exists() != refused
