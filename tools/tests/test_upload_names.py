@@ -18,13 +18,13 @@ REFUSED = {
     # builder would have taken it for a status mark.
     "zz-py3.1-z.status": "only wheels (.whl) and sdists (.tar.gz, PEP 625) are taken",
     # The empty name, whose page would have been /simple/ itself.
-    "-1.0.tar.gz": "is not a valid project name",
+    "-1.0.tar.gz": "&#039;&#039; is not a valid project name",
     "-2.0.tar.gz": "is not a valid project name",
     "acme_tool-1.0.zip": "only wheels (.whl) and sdists (.tar.gz, PEP 625) are taken",
     "acme_tool-1.0.egg": "only wheels (.whl) and sdists (.tar.gz, PEP 625) are taken",
     # pypiserver reads acme 1.0-1.0, packaging acme-1-0 1.0: a grant of
     # either would be checked against the other.
-    "acme-1.0-1.0.tar.gz": "pypiserver reads it otherwise",
+    "acme-1.0-1.0.tar.gz": "pypiserver reads it otherwise (acme 1.0-1.0)",
     "acme-tool-1.0-py3-none-any.whl": "Invalid wheel filename",
     "acme_tool-1.0-x-py3-none-any.whl": "Invalid build number",
     "acme_tool-not.a.version.tar.gz": "invalid version",
@@ -74,6 +74,20 @@ def test_a_wheel_whose_metadata_names_its_project_is_stored(index):
     url, root, _, _ = index
     assert upload(url, "alice", "zz-1.0-py3-none-any.whl", wheel("ZZ", "1.0"))[0] == 200
     assert (root / "zz-1.0-py3-none-any.whl").is_file()
+
+
+@pytest.mark.parametrize("filename,reason", [
+    # pypiserver's own name check refuses these before the index sees them;
+    # the index refuses them too, whatever reaches it.
+    ("acme/tool-1.0.tar.gz", "a file name has no path and does not start with a dot"),
+    ("acme\\tool-1.0.tar.gz", "a file name has no path and does not start with a dot"),
+    # Each part of an sdist's name before its version is the name.
+    ("ok-b@d-1.0.tar.gz", "'ok-b@d' is not a valid project name (PEP 508)"),
+])
+def test_a_name_no_client_sends_is_refused_too(filename, reason):
+    with pytest.raises(ValueError) as refused:
+        names.distribution(filename)
+    assert str(refused.value) == reason
 
 
 NAME_CHARACTERS = string.ascii_letters + string.digits + "-_.+!~ " + "\u00e9"
