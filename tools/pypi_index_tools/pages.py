@@ -217,15 +217,18 @@ def statuses(roots):
     return found
 
 
-def held(roots):
-    """The projects that have a file removed by the operators (a `<file>.removed` mark in a root)."""
-    found = set()
+def removal_marks(roots):
+    """Each removal mark (`<file>.removed`) in the roots, as (its project's normalized name, its path)."""
     for root in roots:
         for path in Path(root).glob("*" + REMOVED):
             guessed = guess_pkgname_and_version(path.name[:-len(REMOVED)])
             if guessed and is_project(normalize_pkgname(guessed[0])):
-                found.add(normalize_pkgname(guessed[0]))
-    return found
+                yield normalize_pkgname(guessed[0]), path
+
+
+def held(roots):
+    """The projects that have a file removed by the operators."""
+    return {project for project, _ in removal_marks(roots)}
 
 
 def status_project(name):

@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 from pypiserver.backend import listdir
-from pypiserver.pkg_helpers import guess_pkgname_and_version, normalize_pkgname
+from pypiserver.pkg_helpers import normalize_pkgname
 
-from pypi_index_tools.pages import REMOVED
+from pypi_index_tools.pages import removal_marks
 
 
 def release_files(roots, project, version=None, filename=None):
@@ -26,16 +26,10 @@ def release_files(roots, project, version=None, filename=None):
                   and (filename is None or Path(package.fn).name == filename))
 
 
-def removal_marks(roots, project):
+def project_removal_marks(roots, project):
     """The paths of a project's removal marks (`<file>.removed`), sorted."""
     project = normalize_pkgname(project)
-    marks = []
-    for root in roots:
-        for path in Path(root).glob("*" + REMOVED):
-            guessed = guess_pkgname_and_version(path.name[:-len(REMOVED)])
-            if guessed and normalize_pkgname(guessed[0]) == project:
-                marks.append(str(path))
-    return sorted(marks)
+    return sorted(str(path) for name, path in removal_marks(roots) if name == project)
 
 
 def main():
@@ -47,7 +41,7 @@ def main():
     parser.add_argument("roots", nargs="+")
     args = parser.parse_args()
     if args.removed:
-        print(json.dumps(removal_marks(args.roots, args.project)))
+        print(json.dumps(project_removal_marks(args.roots, args.project)))
         return
     if not (args.version or args.filename):
         parser.error("name a --version or a --filename")

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pypi_index_tools.releases import release_files, removal_marks
+from pypi_index_tools.releases import project_removal_marks, release_files
 
 TOOLS = Path(__file__).resolve().parents[1]
 
@@ -46,5 +46,5 @@ def test_a_project_s_removal_marks_are_found_in_any_root_whatever_the_spelling(t
                  first / "acme_lib-1.2.tar.gz", first / "other-1.0.tar.gz.removed"):
         path.write_bytes(b"{}")
 
-    assert removal_marks([first, second], "ACME-LIB") == [
+    assert project_removal_marks([first, second], "ACME-LIB") == [
         str(first / "Acme_Lib-1.0.tar.gz.removed"), str(second / "acme.lib-1.1-py3-none-any.whl.removed")]
