@@ -572,6 +572,9 @@ class Pages:
         """
         before, touched, dropped = set(self.projects), set(), []
         self.built_from = None
+        # One listing of the marks for a burst, however many of them changed.
+        if any(name.endswith(REMOVED) for _, name in changed):
+            self.held = held(self.roots)
         for root, name in changed:
             if name.endswith(STATUS) and not name.startswith("."):
                 project = status_project(name)
@@ -585,9 +588,7 @@ class Pages:
                 self.projects.setdefault(project, [])
                 touched.add(project)
                 continue
-            if name.endswith(REMOVED):
-                name = name[:-len(REMOVED)]
-                self.held = held(self.roots)
+            name = name[:-len(REMOVED)] if name.endswith(REMOVED) else name
             name = name[:-len(YANKED)] if name.endswith(YANKED) else name
             guessed = guess_pkgname_and_version(name) if is_listed_path(name) else None
             if guessed is None:
