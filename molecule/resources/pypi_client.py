@@ -294,8 +294,8 @@ def upload_from_inside(host, filename, credentials):
 
 
 class Index:
-    """One Molecule host's index: where it answers (its inventory variables) and
-    where it keeps things (the role's defaults, which no test overrides)."""
+    """One Molecule host's index: where it answers and where it keeps its packages (its inventory variables), and
+    where it keeps the rest (the role's defaults, which no test overrides)."""
 
     def __init__(self, host):
         variables = host.ansible.get_variables()
@@ -305,7 +305,9 @@ class Index:
         # Only set for hosts whose port 80 is published (see host_vars).
         self.http_url = variables.get("molecule_http_url")
         self.ca = str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent / "clients" / self.name / "ca.pem")
-        self.packages_dir = role_default("pypi_index_package_roots")[0]
+        # The scenario's own roots when its host_vars set them (uploads go to the first).
+        self.package_roots = variables.get("pypi_index_package_roots") or role_default("pypi_index_package_roots")
+        self.packages_dir = self.package_roots[0]
         self.htpasswd = role_default("pypi_index_htpasswd_path")
         self.tls_dir = role_default("pypi_index_tls_dir")
 

@@ -5,9 +5,7 @@ audit trail records each."""
 
 import json
 import time
-from pathlib import Path
 
-import yaml
 
 from playbooks import changed_count, output, run_playbook
 from pypi_client import (client_env, fresh_venv, http_status, make_package, page_text, pip, run, twine_upload,
@@ -17,15 +15,10 @@ JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 AUDIT_LOG = "/var/log/pypi-index/audit.log"
 PROJECT = f"sa_status_{int(time.time())}"
 NAME = PROJECT.replace("_", "-")
-# The scenario's package roots (its host_vars): uploads and status marks go to the first.
-ROOTS = yaml.safe_load((Path(__file__).parents[1] / "host_vars" / "pypi-index-api-debian12.yml").read_text())[
-    "pypi_index_package_roots"]
-
-
 def stored(server, name):
     """Whether any package root holds the file (an absence asserted in the roots the host really uses)."""
-    assert all(server.host.file(root).is_directory for root in ROOTS), ROOTS
-    return any(server.host.file(f"{root}/{name}").exists for root in ROOTS)
+    assert all(server.host.file(root).is_directory for root in server.package_roots), server.package_roots
+    return any(server.host.file(f"{root}/{name}").exists for root in server.package_roots)
 
 
 def set_status(status, reason=""):

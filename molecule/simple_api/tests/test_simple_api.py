@@ -241,11 +241,10 @@ def test_a_removed_release_leaves_the_pages_and_the_roots(server, published):
     wait_for(lambda: page_text(url), what=f"{YANKY} 1.0 gone from the page, 1.1 still on it",
              until=lambda page: f"{YANKY}-1.0" not in page and f"{YANKY}-1.1" in page)
     for path in published[YANKY][:2]:
-        assert not server.host.file(f"{server.packages_dir}/{path.name}").exists
-        assert not server.host.file(f"/srv/pypi-index/uploads/{path.name}").exists
+        assert not any(server.host.file(f"{root}/{path.name}").exists for root in server.package_roots)
         assert http_response(f"{server.url}/packages/{path.name}")[0] == 404
         # Its name is kept: no upload takes it again (pages.REMOVED).
-        assert server.host.file(f"/srv/pypi-index/uploads/{path.name}.removed").exists
+        assert server.host.file(f"{server.packages_dir}/{path.name}.removed").exists
 
 
 def pages_settled(server, uploader, tmp_path, name):
@@ -264,7 +263,7 @@ def test_an_upload_to_a_full_root_is_refused_and_leaves_nothing(server, publishe
 
     # A bare upload: twine would refuse to send random bytes as an sdist.
     assert raw_upload_status(server.url, big, (uploader["name"], uploader["password"])) == 507
-    left = server.host.check_output("ls -A /srv/pypi-index/uploads")
+    left = server.host.check_output(f"ls -A {server.packages_dir}")
     assert name not in left and ".part" not in left, left
     pages_settled(server, uploader, tmp_path, f"sa_after_full_{STAMP}")
     assert http_response(f"{server.url}/simple/sa-full-{STAMP}/")[0] == 404
@@ -289,7 +288,7 @@ def test_an_upload_whose_client_goes_away_half_way_leaves_nothing(server, publis
     statuses = wait_for(posts, what="the POST in the access log")
     assert statuses[0] not in ("401", "403"), statuses
     pages_settled(server, uploader, tmp_path, f"sa_after_gone_{STAMP}")
-    left = server.host.check_output("ls -A /srv/pypi-index/uploads")
+    left = server.host.check_output(f"ls -A {server.packages_dir}")
     assert name not in left and ".part" not in left, left
     assert http_response(f"{server.url}/simple/sa-gone-{STAMP}/")[0] == 404
     assert f"sa-gone-{STAMP}" not in page_text(f"{server.url}/simple/")
