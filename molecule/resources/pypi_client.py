@@ -206,22 +206,28 @@ def http_status(url, method="GET", data=None, headers=None, cafile=None):
     return http_response(url, method, data, headers, cafile)[0]
 
 
-def upload_form(file_name, content, credentials=None):
-    """(body, headers) of the multipart upload twine sends, without twine's metadata fields."""
+def post_form(fields, file=None, credentials=None):
+    """(body, headers) of a multipart POST to pypiserver: the fields, and a file part `content` as (name, bytes)."""
     boundary = uuid.uuid4().hex
-    fields = {":action": "file_upload", "protocol_version": "1"}
     body = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
         for key, value in fields.items()
     )
-    body += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{file_name}"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + content + f"\r\n--{boundary}--\r\n".encode()
+    if file:
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; filename="{file[0]}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode() + file[1] + b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
     headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
     if credentials:
         headers["Authorization"] = basic_auth(credentials)
     return body, headers
+
+
+def upload_form(file_name, content, credentials=None):
+    """(body, headers) of the multipart upload twine sends, without twine's metadata fields."""
+    return post_form({":action": "file_upload", "protocol_version": "1"}, (file_name, content), credentials)
 
 
 def raw_upload_status(url, path, credentials=None, cafile=None):

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from playbooks import changed_count, output, run_playbook
-from pypi_client import (basic_auth, fresh_venv, http_response, http_status, make_package, page_text, pip,
+from pypi_client import (fresh_venv, http_response, http_status, make_package, page_text, pip, post_form,
                          twine_upload, upload_form, wait_for, wait_listed)
 from stand_in import publish_upstream, upstream_requests
 
@@ -37,12 +37,9 @@ def held(server, uploader, upstream_host, tmp_path_factory):
 
 def remove_over_http(server, user, version):
     """pypiserver's remove_pkg action, as a script would send it."""
-    body = (f'--b\r\nContent-Disposition: form-data; name=":action"\r\n\r\nremove_pkg\r\n'
-            f'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\n{HELD}\r\n'
-            f'--b\r\nContent-Disposition: form-data; name="version"\r\n\r\n{version}\r\n--b--\r\n').encode()
-    return http_status(f"{server.url}/", method="POST", data=body,
-                       headers={"Content-Type": "multipart/form-data; boundary=b",
-                                "Authorization": basic_auth((user["name"], user["password"]))})
+    body, headers = post_form({":action": "remove_pkg", "name": HELD, "version": version},
+                              credentials=(user["name"], user["password"]))
+    return http_status(f"{server.url}/", method="POST", data=body, headers=headers)
 
 
 def test_a_removal_over_http_is_refused_to_another_uploader_and_to_the_owner(server, uploader, held):
